@@ -1,0 +1,510 @@
+import { assertAmount, assertDecimals, assertTotal, toFraction } from './amount.ts'
+import { type Dispatcher, type Handler, createDispatcher } from './alerts.ts'
+import {
+  BudgetNotFoundError,
+  HoldNotOpenError,
+  InvalidArgumentError,
+  RiskDeniedError,
+} from './errors.ts'
+import * as rules from './rules.ts'
+import { budgets, entries as entryCodec, holds as holdCodec, journal as journalCodec } from './store/codec.ts'
+import { defaultDbUrl, openStore } from './store/index.ts'
+import type { BudgetRow, EntryRow, HoldRow, JournalRow, Store } from './store/types.ts'
+import type {
+  BudgetReport,
+  BudgetStatus,
+  CheckResult,
+  Clock,
+  GuardEventName,
+  Hold,
+  JournalEntry,
+  RiskAssessor,
+  SpendEntry,
+  TaskBudget,
+} from './types.ts'
+import * as v from './validate.ts'
+import { type VerifyResult, verifyStore } from './verify.ts'
+import { type Operation, type Writer, createWriter } from './writer.ts'
+
+export type CreateGuardParameters = {
+  /** Store URL: `sqlite:./spendguard.db` (default, or env `SPENDGUARD_DB`) or `postgres://…`. */
+  db?: string | undefined
+  /** Default alert thresholds, fractions of `total` (default `[0.5, 0.8, 0.95]`). */
+  thresholds?: number[] | undefined
+  /** Default for new budgets: refuse operations past the total (default `true`). */
+  hardLimit?: boolean | undefined
+  /** Milliseconds since the epoch; injectable for tests. */
+  clock?: Clock | { now(): number } | undefined
+  riskAssessor?: RiskAssessor | undefined
+  /** Tuning of the outbox delivery of alerts. */
+  alerts?: { leaseMs?: number; concurrency?: number; attemptsMax?: number; sweepIntervalMs?: number } | undefined
+  /** Group commit: operations per transaction, at most (default 1024). */
+  batchMax?: number | undefined
+  /** How often holds of every budget are checked for expiry (default 1000 ms). */
+  expirySweepMs?: number | undefined
+  /** Reports an alert handler that failed every attempt. */
+  onHandlerError?: ((error: unknown, event: { kind: string; id: string }) => void) | undefined
+}
+
+export type AllocateParameters = {
+  total: bigint
+  asset: string
+  decimals: number
+  thresholds?: number[] | undefined
+  hardLimit?: boolean | undefined
+  metadata?: Record<string, unknown> | undefined
+}
+
+export type ReserveOptions = { key?: string | undefined; ttlMs?: number | undefined; ref?: `0x${string}` | undefined }
+
+export type EntryDetails = {
+  id?: string | undefined
+  peer?: string | undefined
+  tool?: string | undefined
+  reason?: string | undefined
+  at?: number | undefined
+}
+
+export type RecordParameters = EntryDetails & { amount: bigint }
+
+export type PayContext = { hold: Hold }
+/** What a payment function reports: the settled amount (≤ or > the hold) and entry details. */
+export type PayResult = { settled: bigint } & Omit<EntryDetails, 'id'>
+
+export type Guard = {
+  allocate(taskId: string, parameters: AllocateParameters): Promise<TaskBudget>
+  check(taskId: string, amount: bigint): Promise<CheckResult>
+  reserve(taskId: string, amount: bigint, options?: ReserveOptions): Promise<Hold>
+  capture(holdId: string, amount: bigint, entry?: EntryDetails): Promise<SpendEntry>
+  release(holdId: string): Promise<Hold>
+  record(taskId: string, parameters: RecordParameters): Promise<SpendEntry>
+  close(taskId: string): Promise<BudgetReport>
+  get(taskId: string): Promise<TaskBudget>
+  list(options?: { status?: BudgetStatus | undefined }): Promise<TaskBudget[]>
+  entries(taskId: string): Promise<SpendEntry[]>
+  holds(taskId: string): Promise<Hold[]>
+  journal(options?: { taskId?: string; afterSeq?: bigint; limit?: number }): Promise<JournalEntry[]>
+  verify(): Promise<VerifyResult>
+  setProgress(taskId: string, progress: number): Promise<TaskBudget>
+  burnRate(taskId: string): Promise<bigint>
+  forecast(taskId: string): Promise<{ projected: bigint | null; exceedsTotal: boolean }>
+  pay(taskId: string, maxAmount: bigint, fn: (context: PayContext) => Promise<PayResult>, options?: { key?: string }): Promise<SpendEntry>
+  on<E extends GuardEventName>(event: E, handler: Handler<E>): () => void
+  /** Expires every hold whose time has come now; resolves with how many expired. */
+  expireHolds(): Promise<number>
+  /** Resolves when every alert delivery under way has finished. */
+  flushAlerts(): Promise<void>
+  destroy(): Promise<void>
+  /** The store and writer, for spendguard's own modules (the chain tracker). */
+  readonly internal: GuardInternal
+}
+
+export type GuardInternal = {
+  store: Store
+  clock: Clock
+  submit<T>(op: Operation<T>): Promise<T>
+  writerStats(): ReturnType<Writer['stats']>
+}
+
+const defaultThresholds = [0.5, 0.8, 0.95]
+const expirySweepTasksMax = 256
+
+/**
+ * Creates a guard: a task-budget engine over the store `db` names.
+ *
+ * @example
+ * import { createGuard } from 'spendguard'
+ *
+ * const guard = await createGuard({ db: 'sqlite:./spendguard.db' })
+ * await guard.allocate('task-1', { total: 10_000_000n, asset: 'USDC', decimals: 6 })
+ * const hold = await guard.reserve('task-1', 2_000_000n)
+ * await guard.capture(hold.id, 1_500_000n, { peer: 'api.example.com' })
+ * console.log((await guard.get('task-1')).remaining) // 8500000n
+ * await guard.destroy()
+ */
+export async function createGuard(parameters: CreateGuardParameters = {}): Promise<Guard> {
+  const p = v.options<CreateGuardParameters>('createGuard parameters', parameters)
+  const clockOption = p.clock
+  const clock: Clock =
+    clockOption === undefined ? Date.now : typeof clockOption === 'function' ? clockOption : () => clockOption.now()
+  const guardThresholds = v.thresholds(p.thresholds ?? defaultThresholds)
+  const guardHardLimit = p.hardLimit ?? true
+  v.assertBoolean('hardLimit', guardHardLimit)
+  const riskAssessor = p.riskAssessor
+  if (riskAssessor !== undefined && typeof riskAssessor !== 'function')
+    throw new InvalidArgumentError({ argument: 'riskAssessor', value: riskAssessor, reason: 'a function' })
+
+  const store = await openStore(p.db ?? process.env.SPENDGUARD_DB ?? defaultDbUrl)
+  const dispatcher: Dispatcher = createDispatcher({
+    store,
+    clock,
+    leaseMs: p.alerts?.leaseMs,
+    concurrency: p.alerts?.concurrency,
+    attemptsMax: p.alerts?.attemptsMax,
+    sweepIntervalMs: p.alerts?.sweepIntervalMs,
+    onHandlerError: p.onHandlerError,
+  })
+  const writer = createWriter({
+    store,
+    clock,
+    batchMax: p.batchMax,
+    leaseFor: dispatcher.leaseFor,
+    onCommit: dispatcher.committed,
+  })
+  const submit = writer.submit
+
+  // Holds expire without anybody's help: a timer sweeps the store for due holds.
+  let expiryRunning: Promise<number> | undefined
+  async function expireHolds(): Promise<number> {
+    if (expiryRunning) return expiryRunning
+    expiryRunning = (async () => {
+      let expired = 0
+      for (;;) {
+        const tasks = await store.tasksWithDueHolds(clock(), expirySweepTasksMax)
+        for (const taskId of tasks) expired += await submit((ctx) => rules.expireTask(ctx, taskId))
+        if (tasks.length < expirySweepTasksMax) return expired
+      }
+    })().finally(() => {
+      expiryRunning = undefined
+    })
+    return expiryRunning
+  }
+  const expiryTimer = setInterval(() => void expireHolds().catch(() => {}), p.expirySweepMs ?? 1_000)
+  expiryTimer.unref()
+
+  /** A budget as of now: holds past their time are expired first. */
+  async function current(taskId: string): Promise<BudgetRow> {
+    v.assertId('taskId', taskId)
+    let row = await store.readBudget(taskId)
+    if (!row) throw new BudgetNotFoundError({ taskId })
+    if (row.nextExpiryAt !== null && row.nextExpiryAt <= clock()) {
+      await submit((ctx) => rules.expireTask(ctx, taskId))
+      row = (await store.readBudget(taskId)) as BudgetRow
+    }
+    return row
+  }
+
+  async function assess(
+    operation: 'check' | 'reserve' | 'record',
+    taskId: string,
+    amount: bigint,
+    extra: { peer?: string | null; tool?: string | null } = {},
+  ): Promise<{ allow: true } | { allow: false; reason: string }> {
+    if (!riskAssessor) return { allow: true }
+    const budget = toBudget(await current(taskId))
+    const decision = await riskAssessor({
+      operation,
+      taskId,
+      amount,
+      budget,
+      peer: extra.peer ?? undefined,
+      tool: extra.tool ?? undefined,
+    })
+    if (!decision || typeof decision.allow !== 'boolean')
+      throw new InvalidArgumentError({ argument: 'risk decision', value: decision, reason: '{ allow: boolean, reason? }' })
+    if (decision.allow) return decision
+    return { allow: false, reason: String(decision.reason ?? 'denied') }
+  }
+
+  const guard: Guard = {
+    async allocate(taskId, params) {
+      v.assertId('taskId', taskId)
+      const o = v.options<AllocateParameters>('allocate parameters', params)
+      assertTotal(o.total)
+      v.assertAsset(o.asset)
+      assertDecimals(o.decimals)
+      const input: rules.AllocateInput = {
+        taskId,
+        total: o.total,
+        asset: o.asset,
+        decimals: o.decimals,
+        thresholds: v.thresholds(o.thresholds ?? guardThresholds),
+        hardLimit: o.hardLimit ?? guardHardLimit,
+        metadata: v.metadata(o.metadata),
+      }
+      v.assertBoolean('hardLimit', input.hardLimit)
+      return toBudget(await submit((ctx) => rules.allocate(ctx, input)))
+    },
+
+    async check(taskId, amount) {
+      assertAmount(amount)
+      const b = await current(taskId)
+      const { remaining } = rules.balance(b)
+      if (b.closed) return { allowed: false, reason: 'closed', remaining }
+      if (b.hardLimit && amount > remaining)
+        return { allowed: false, reason: remaining === 0n ? 'exhausted' : 'exceeded', remaining }
+      const risk = await assess('check', taskId, amount)
+      if (!risk.allow) return { allowed: false, reason: 'risk', detail: risk.reason, remaining }
+      return { allowed: true, remaining }
+    },
+
+    async reserve(taskId, amount, options) {
+      v.assertId('taskId', taskId)
+      assertAmount(amount)
+      const o = v.options<ReserveOptions>('reserve options', options)
+      const input: rules.ReserveInput = {
+        taskId,
+        amount,
+        key: v.optionalId('key', o.key),
+        ttlMs: v.optionalTtlMs(o.ttlMs),
+        ref: v.optionalRef(o.ref),
+      }
+      const risk = await assess('reserve', taskId, amount)
+      if (!risk.allow) throw new RiskDeniedError({ taskId, requested: amount, reason: risk.reason })
+      return toHold(await submit((ctx) => rules.reserve(ctx, input)))
+    },
+
+    async capture(holdId, amount, entry) {
+      v.assertId('holdId', holdId)
+      assertAmount(amount)
+      const e = v.options<EntryDetails>('entry', entry)
+      const input: rules.CaptureInput = {
+        holdId,
+        amount,
+        entryId: v.optionalId('entry.id', e.id),
+        peer: v.optionalText('entry.peer', e.peer),
+        tool: v.optionalText('entry.tool', e.tool),
+        reason: v.optionalText('entry.reason', e.reason),
+        at: v.optionalTimestamp('entry.at', e.at),
+      }
+      const { entry: row } = await submit((ctx) => rules.capture(ctx, input))
+      return toEntry(row)
+    },
+
+    async release(holdId) {
+      v.assertId('holdId', holdId)
+      return toHold(await submit((ctx) => rules.release(ctx, holdId)))
+    },
+
+    async record(taskId, params) {
+      v.assertId('taskId', taskId)
+      const o = v.options<RecordParameters>('record parameters', params)
+      assertAmount(o.amount)
+      const input: rules.RecordInput = {
+        taskId,
+        id: v.optionalId('id', o.id),
+        amount: o.amount,
+        peer: v.optionalText('peer', o.peer),
+        tool: v.optionalText('tool', o.tool),
+        reason: v.optionalText('reason', o.reason),
+        at: v.optionalTimestamp('at', o.at),
+      }
+      const risk = await assess('record', taskId, o.amount, input)
+      if (!risk.allow) throw new RiskDeniedError({ taskId, requested: o.amount, reason: risk.reason })
+      return toEntry(await submit((ctx) => rules.record(ctx, input)))
+    },
+
+    async close(taskId) {
+      v.assertId('taskId', taskId)
+      return submit((ctx) => rules.close(ctx, taskId))
+    },
+
+    async get(taskId) {
+      return toBudget(await current(taskId))
+    },
+
+    async list(options) {
+      const status = v.options<{ status: BudgetStatus }>('list options', options).status
+      if (status !== undefined && !['active', 'exhausted', 'closed'].includes(status))
+        throw new InvalidArgumentError({ argument: 'status', value: status, reason: 'active, exhausted or closed' })
+      await expireHolds()
+      let query = store.db.selectFrom('budgets').selectAll().orderBy('created_at').orderBy('task_id')
+      if (status === 'closed') query = query.where('closed', '=', 1)
+      if (status === 'active') query = query.where('closed', '=', 0).where('exhausted', '=', 0)
+      if (status === 'exhausted') query = query.where('closed', '=', 0).where('exhausted', '=', 1)
+      return (await query.execute()).map((raw) => toBudget(budgets.decode(raw)))
+    },
+
+    async entries(taskId) {
+      await current(taskId)
+      const rows = await store.db
+        .selectFrom('entries')
+        .selectAll()
+        .where('task_id', '=', taskId)
+        .orderBy('at')
+        .orderBy('id')
+        .execute()
+      return rows.map((raw) => toEntry(entryCodec.decode(raw)))
+    },
+
+    async holds(taskId) {
+      await current(taskId)
+      const rows = await store.db
+        .selectFrom('holds')
+        .selectAll()
+        .where('task_id', '=', taskId)
+        .orderBy('created_at')
+        .orderBy('id')
+        .execute()
+      return rows.map((raw) => toHold(holdCodec.decode(raw)))
+    },
+
+    async journal(options) {
+      const o = v.options<{ taskId: string; afterSeq: bigint; limit: number }>('journal options', options)
+      if (o.taskId !== undefined) v.assertId('taskId', o.taskId)
+      if (o.afterSeq !== undefined && (typeof o.afterSeq !== 'bigint' || o.afterSeq < 0n))
+        throw new InvalidArgumentError({ argument: 'afterSeq', value: o.afterSeq, reason: 'a bigint ≥ 0' })
+      const limit = o.limit ?? 1000
+      if (!Number.isInteger(limit) || limit < 1 || limit > 100_000)
+        throw new InvalidArgumentError({ argument: 'limit', value: limit, reason: 'an integer in 1…100000' })
+      let query = store.db.selectFrom('journal').selectAll().orderBy('seq').limit(limit)
+      if (o.taskId !== undefined) query = query.where('task_id', '=', o.taskId)
+      if (o.afterSeq !== undefined) query = query.where('seq', '>', o.afterSeq.toString())
+      return (await query.execute()).map((raw) => toJournal(journalCodec.decodeWithSeq(raw)))
+    },
+
+    async verify() {
+      await writer.drain()
+      return verifyStore(store)
+    },
+
+    async setProgress(taskId, progress) {
+      v.assertId('taskId', taskId)
+      const value = v.progress(progress)
+      return toBudget(await submit((ctx) => rules.setProgress(ctx, taskId, value)))
+    },
+
+    async burnRate(taskId) {
+      const b = await current(taskId)
+      const elapsedMs = BigInt(Math.max(1, (b.closedAt ?? clock()) - b.createdAt))
+      return (b.spent * 60_000n) / elapsedMs
+    },
+
+    async forecast(taskId) {
+      const b = await current(taskId)
+      if (b.progress === 0) return { projected: null, exceedsTotal: false }
+      const f = toFraction(b.progress)
+      const projected = (b.spent * f.denominator) / f.numerator
+      return { projected, exceedsTotal: projected > b.total }
+    },
+
+    async pay(taskId, maxAmount, fn, options) {
+      if (typeof fn !== 'function') throw new InvalidArgumentError({ argument: 'fn', value: fn, reason: 'a function' })
+      const o = v.options<{ key: string }>('pay options', options)
+      const hold = await guard.reserve(taskId, maxAmount, { key: o.key })
+      if (hold.status === 'captured' && hold.entryId) {
+        // A retry of a payment that already settled: answer with its entry, pay nothing.
+        const prior = (await guard.entries(taskId)).find((e) => e.id === hold.entryId)
+        if (prior) return prior
+      }
+      if (hold.status !== 'open') throw new HoldNotOpenError({ holdId: hold.id, status: hold.status })
+      let result: PayResult
+      try {
+        result = await fn({ hold })
+      } catch (error) {
+        await guard.release(hold.id).catch(() => {})
+        throw error
+      }
+      if (!result || typeof result.settled !== 'bigint')
+        throw new InvalidArgumentError({ argument: 'settled', value: result?.settled, reason: 'the payment function returns { settled: bigint }' })
+      if (result.settled === 0n) {
+        await guard.release(hold.id)
+        throw new InvalidArgumentError({ argument: 'settled', value: 0n, reason: 'nothing was settled; the hold was released' })
+      }
+      return guard.capture(hold.id, result.settled, {
+        peer: result.peer,
+        tool: result.tool,
+        reason: result.reason,
+        at: result.at,
+      })
+    },
+
+    on(event, handler) {
+      if (!['alert', 'exhausted', 'overspent', 'unreserved_spend'].includes(event))
+        throw new InvalidArgumentError({ argument: 'event', value: event, reason: 'alert, exhausted, overspent or unreserved_spend' })
+      if (typeof handler !== 'function')
+        throw new InvalidArgumentError({ argument: 'handler', value: handler, reason: 'a function' })
+      return dispatcher.on(event, handler)
+    },
+
+    expireHolds,
+    flushAlerts: () => dispatcher.idle(),
+
+    async destroy() {
+      clearInterval(expiryTimer)
+      await expiryRunning?.catch(() => {})
+      await writer.close()
+      await dispatcher.close()
+      await store.destroy()
+    },
+
+    internal: { store, clock, submit, writerStats: writer.stats },
+  }
+  return guard
+}
+
+export function toBudget(b: BudgetRow): TaskBudget {
+  const { remaining, overspent } = rules.balance(b)
+  return {
+    taskId: b.taskId,
+    asset: b.asset,
+    decimals: b.decimals,
+    total: b.total,
+    spent: b.spent,
+    reserved: b.reserved,
+    remaining,
+    overspent,
+    status: b.closed ? 'closed' : rules.isExhausted(b) ? 'exhausted' : 'active',
+    progress: b.progress,
+    thresholds: b.thresholds,
+    hardLimit: b.hardLimit,
+    metadata: b.metadata === null ? undefined : (JSON.parse(b.metadata) as Record<string, unknown>),
+    createdAt: b.createdAt,
+    updatedAt: b.updatedAt,
+    closedAt: b.closedAt ?? undefined,
+    entryCount: b.entryCount,
+    openHolds: b.openHolds,
+  }
+}
+
+export function toHold(h: HoldRow): Hold {
+  return {
+    id: h.id,
+    ref: h.ref as `0x${string}`,
+    taskId: h.taskId,
+    amount: h.amount,
+    status: h.status,
+    key: h.key ?? undefined,
+    expiresAt: h.expiresAt ?? undefined,
+    createdAt: h.createdAt,
+    settledAt: h.settledAt ?? undefined,
+    capturedAmount: h.capturedAmount ?? undefined,
+    entryId: h.entryId ?? undefined,
+  }
+}
+
+export function toEntry(e: EntryRow): SpendEntry {
+  return {
+    id: e.id,
+    taskId: e.taskId,
+    holdId: e.holdId ?? undefined,
+    amount: e.amount,
+    peer: e.peer ?? undefined,
+    tool: e.tool ?? undefined,
+    reason: e.reason ?? undefined,
+    at: e.at,
+    source: e.source,
+    chain: rules.positionOf(e) ?? undefined,
+    reverted: e.source === 'onchain' ? e.reverted : undefined,
+  }
+}
+
+export function toJournal(j: JournalRow): JournalEntry {
+  let chain: JournalEntry['chain']
+  if (j.chain !== null) {
+    const raw = JSON.parse(j.chain) as Record<string, unknown>
+    chain = { ...(raw as JournalEntry['chain'] & object), blockNumber: BigInt(raw.blockNumber as string) }
+  }
+  return {
+    seq: j.seq,
+    taskId: j.taskId,
+    kind: j.kind,
+    amount: j.amount ?? undefined,
+    holdId: j.holdId ?? undefined,
+    entryId: j.entryId ?? undefined,
+    source: j.source,
+    chain,
+    after: { spent: j.spentAfter, reserved: j.reservedAfter },
+    at: j.at,
+  }
+}

@@ -1,0 +1,657 @@
+import { randomBytes, randomUUID } from 'node:crypto'
+import { reaches, toFraction } from './amount.ts'
+import {
+  BudgetClosedError,
+  BudgetExceededError,
+  BudgetExistsError,
+  BudgetNotFoundError,
+  HoldNotFoundError,
+  HoldNotOpenError,
+  IdempotencyConflictError,
+  invariant,
+} from './errors.ts'
+import type { BudgetRow, EntryRow, HoldRow, OutboxRow, StoreTx } from './store/types.ts'
+import type { BudgetReport, ChainPosition, JournalKind, Source } from './types.ts'
+
+/**
+ * The ledger rules. Each operation runs inside one write transaction (possibly shared
+ * with other callers' operations) and follows one shape: read and validate first, throw
+ * a domain error only before its first write, then write the budget, the journal row
+ * and any outbox rows together.
+ */
+export type RuleContext = {
+  tx: StoreTx
+  now: number
+  /** Outbox rows this operation raised; the writer stores them with the operation's writes. */
+  outbox: OutboxRow[]
+  /** Lease set on new outbox rows when this process has listeners for them. */
+  leaseFor(kind: string): number | null
+}
+
+export type AllocateInput = {
+  taskId: string
+  total: bigint
+  asset: string
+  decimals: number
+  thresholds: number[]
+  hardLimit: boolean
+  metadata: string | null
+}
+
+export type ReserveInput = {
+  taskId: string
+  amount: bigint
+  key: string | null
+  ttlMs: number | null
+  ref: string | null
+}
+
+export type CaptureInput = {
+  holdId: string
+  amount: bigint
+  entryId: string | null
+  peer: string | null
+  tool: string | null
+  reason: string | null
+  at: number | null
+}
+
+export type RecordInput = {
+  taskId: string
+  id: string | null
+  amount: bigint
+  peer: string | null
+  tool: string | null
+  reason: string | null
+  at: number | null
+}
+
+export type ChainSpendInput = {
+  taskId: string
+  amount: bigint
+  ref: string
+  to: string
+  chain: ChainPosition
+}
+
+/** Remaining and overspent of a budget, exactly as SPEC §2 defines them. */
+export function balance(b: Pick<BudgetRow, 'total' | 'spent' | 'reserved'>) {
+  const free = b.total - b.spent - b.reserved
+  return { remaining: free > 0n ? free : 0n, overspent: free < 0n ? -free : 0n }
+}
+
+export function isExhausted(b: Pick<BudgetRow, 'total' | 'spent' | 'reserved'>): boolean {
+  return balance(b).remaining === 0n || b.spent >= b.total
+}
+
+const newId = (prefix: string) => `${prefix}_${randomUUID().replaceAll('-', '')}`
+export const newRef = () => `0x${randomBytes(32).toString('hex')}`
+
+/** A canonical signature of a call's parameters; equal parameters, equal strings. */
+function signature(fields: Record<string, string | number | bigint | null | undefined>): string {
+  const out: Record<string, string | number> = {}
+  for (const key of Object.keys(fields).sort()) {
+    const value = fields[key]
+    if (value === null || value === undefined) continue
+    out[key] = typeof value === 'bigint' ? value.toString() : value
+  }
+  return JSON.stringify(out)
+}
+
+function differences(before: string, after: string): string[] {
+  const a = JSON.parse(before) as Record<string, unknown>
+  const b = JSON.parse(after) as Record<string, unknown>
+  const keys = [...new Set([...Object.keys(a), ...Object.keys(b)])].sort()
+  return keys
+    .filter((k) => a[k] !== b[k])
+    .map((k) => `${k}: was ${JSON.stringify(a[k] ?? null)}, now ${JSON.stringify(b[k] ?? null)}`)
+}
+
+async function loadBudget(ctx: RuleContext, taskId: string): Promise<BudgetRow> {
+  const b = await ctx.tx.budget(taskId)
+  if (!b) throw new BudgetNotFoundError({ taskId })
+  if (b.nextExpiryAt !== null && b.nextExpiryAt <= ctx.now) return expireDue(ctx, b)
+  return b
+}
+
+function assertOpen(b: BudgetRow): void {
+  if (b.closed) throw new BudgetClosedError({ taskId: b.taskId, closedAt: b.closedAt ?? undefined })
+}
+
+type Change = {
+  kind: JournalKind
+  amount: bigint | null
+  holdId?: string | null
+  entryId?: string | null
+  source?: Source
+  chain?: ChainPosition | null
+}
+
+/** Writes the new budget state, its journal row and the alerts its change raised. */
+async function apply(ctx: RuleContext, before: BudgetRow, after: BudgetRow, change: Change): Promise<void> {
+  invariant(after.spent >= 0n && after.reserved >= 0n, `negative balance on ${after.taskId}`)
+  invariant(after.openHolds >= 0 && after.entryCount >= 0, `negative counter on ${after.taskId}`)
+  after.updatedAt = ctx.now
+  after.exhausted = isExhausted(after)
+  after.firedMask = thresholdAlerts(ctx, after)
+  if (!isExhausted(before) && after.exhausted && !after.closed)
+    emit(ctx, 'exhausted', after.taskId, {
+      spent: after.spent,
+      reserved: after.reserved,
+      total: after.total,
+    })
+  const overspent = balance(after).overspent
+  if (before.spent <= before.total && after.spent > after.total)
+    emit(ctx, 'overspent', after.taskId, { spent: after.spent, total: after.total, overspent })
+  await ctx.tx.updateBudget(after)
+  await ctx.tx.appendJournal({
+    taskId: after.taskId,
+    kind: change.kind,
+    amount: change.amount,
+    holdId: change.holdId ?? null,
+    entryId: change.entryId ?? null,
+    source: change.source ?? 'offchain',
+    chain: change.chain ? JSON.stringify(chainJson(change.chain)) : null,
+    spentAfter: after.spent,
+    reservedAfter: after.reserved,
+    at: ctx.now,
+  })
+}
+
+export function chainJson(chain: ChainPosition) {
+  return { ...chain, blockNumber: chain.blockNumber.toString() }
+}
+
+const fractions = new Map<number, ReturnType<typeof toFraction>>()
+function fraction(threshold: number) {
+  let f = fractions.get(threshold)
+  if (!f) {
+    f = toFraction(threshold)
+    fractions.set(threshold, f)
+  }
+  return f
+}
+
+/** Fires each threshold once per upward crossing of `spent`; re-arms it below. */
+function thresholdAlerts(ctx: RuleContext, b: BudgetRow): number {
+  let mask = b.firedMask
+  for (let i = 0; i < b.thresholds.length; i++) {
+    const threshold = b.thresholds[i] as number
+    const bit = 1 << i
+    const reached = b.spent > 0n && reaches(b.spent, b.total, fraction(threshold))
+    if (reached && (mask & bit) === 0) {
+      mask |= bit
+      emit(ctx, 'alert', b.taskId, { threshold, spent: b.spent, total: b.total })
+    } else if (!reached && (mask & bit) !== 0) mask &= ~bit
+  }
+  return mask
+}
+
+function emit(ctx: RuleContext, kind: string, taskId: string, fields: Record<string, unknown>): void {
+  const id = newId('ev')
+  const payload = JSON.stringify({ id, taskId, ...fields, at: ctx.now }, (_, v) =>
+    typeof v === 'bigint' ? v.toString() : v,
+  )
+  ctx.outbox.push({ id, kind, taskId, payload, createdAt: ctx.now, leaseUntil: ctx.leaseFor(kind) })
+}
+
+// ---------------------------------------------------------------------------------------
+// Operations
+
+export async function allocate(ctx: RuleContext, input: AllocateInput): Promise<BudgetRow> {
+  const existing = await ctx.tx.budget(input.taskId)
+  if (existing) {
+    const diffs: string[] = []
+    if (existing.total !== input.total) diffs.push(`total: was ${existing.total}, now ${input.total}`)
+    if (existing.asset !== input.asset) diffs.push(`asset: was ${existing.asset}, now ${input.asset}`)
+    if (existing.decimals !== input.decimals) diffs.push(`decimals: was ${existing.decimals}, now ${input.decimals}`)
+    if (JSON.stringify(existing.thresholds) !== JSON.stringify(input.thresholds))
+      diffs.push(`thresholds: was ${JSON.stringify(existing.thresholds)}, now ${JSON.stringify(input.thresholds)}`)
+    if (existing.hardLimit !== input.hardLimit) diffs.push(`hardLimit: was ${existing.hardLimit}, now ${input.hardLimit}`)
+    if (existing.metadata !== input.metadata) diffs.push(`metadata: was ${existing.metadata}, now ${input.metadata}`)
+    if (diffs.length) throw new BudgetExistsError({ taskId: input.taskId, differences: diffs })
+    return existing
+  }
+  const row: BudgetRow = {
+    ...input,
+    spent: 0n,
+    reserved: 0n,
+    firedMask: 0,
+    exhausted: input.total === 0n,
+    progress: 0,
+    closed: false,
+    createdAt: ctx.now,
+    updatedAt: ctx.now,
+    closedAt: null,
+    entryCount: 0,
+    openHolds: 0,
+    nextExpiryAt: null,
+    report: null,
+  }
+  await ctx.tx.insertBudget(row)
+  await ctx.tx.appendJournal({
+    taskId: row.taskId,
+    kind: 'allocate',
+    amount: row.total,
+    holdId: null,
+    entryId: null,
+    source: 'offchain',
+    chain: null,
+    spentAfter: 0n,
+    reservedAfter: 0n,
+    at: ctx.now,
+  })
+  return row
+}
+
+export async function reserve(ctx: RuleContext, input: ReserveInput): Promise<HoldRow> {
+  const sig = signature({ amount: input.amount, ttlMs: input.ttlMs, ref: input.ref })
+  if (input.key !== null) {
+    const prior = await ctx.tx.holdByKey(input.taskId, input.key)
+    if (prior) {
+      if (prior.sig !== sig) throw new IdempotencyConflictError({ key: input.key, differences: differences(prior.sig, sig) })
+      return prior
+    }
+  }
+  const b = await loadBudget(ctx, input.taskId)
+  assertOpen(b)
+  const { remaining } = balance(b)
+  if (b.hardLimit && input.amount > remaining)
+    throw new BudgetExceededError({ taskId: b.taskId, requested: input.amount, remaining })
+  if (input.ref !== null && (await ctx.tx.holdByRef(input.ref)))
+    throw new IdempotencyConflictError({ key: input.ref, differences: ['ref: already carried by another hold'] })
+
+  const expiresAt = input.ttlMs === null ? null : ctx.now + input.ttlMs
+  const hold: HoldRow = {
+    id: newId('hold'),
+    taskId: b.taskId,
+    ref: input.ref ?? newRef(),
+    key: input.key,
+    amount: input.amount,
+    status: 'open',
+    expiresAt,
+    createdAt: ctx.now,
+    settledAt: null,
+    capturedAmount: null,
+    entryId: null,
+    settleSig: null,
+    sig,
+  }
+  {
+    await ctx.tx.insertHold(hold)
+    const after: BudgetRow = {
+      ...b,
+      reserved: b.reserved + input.amount,
+      openHolds: b.openHolds + 1,
+      nextExpiryAt:
+        expiresAt === null ? b.nextExpiryAt : b.nextExpiryAt === null ? expiresAt : Math.min(b.nextExpiryAt, expiresAt),
+    }
+    await apply(ctx, b, after, { kind: 'reserve', amount: input.amount, holdId: hold.id })
+  }
+  return hold
+}
+
+/** Loads a hold and locks its budget; the hold is read again under the budget's lock. */
+async function loadHold(ctx: RuleContext, holdId: string) {
+  const first = await ctx.tx.hold(holdId)
+  if (!first) throw new HoldNotFoundError({ holdId })
+  // Every writer locks the budget before it changes one of its holds.
+  const budget = await loadBudget(ctx, first.taskId)
+  const hold = await ctx.tx.hold(holdId)
+  invariant(hold, `hold ${holdId} vanished`)
+  return { hold, budget }
+}
+
+export async function capture(
+  ctx: RuleContext,
+  input: CaptureInput,
+): Promise<{ entry: EntryRow; hold: HoldRow }> {
+  const settleSig = signature({
+    amount: input.amount,
+    id: input.entryId,
+    peer: input.peer,
+    tool: input.tool,
+    reason: input.reason,
+    at: input.at,
+  })
+  const { hold, budget: b } = await loadHold(ctx, input.holdId)
+  if (hold.status !== 'open') {
+    if (hold.status === 'captured' && hold.settleSig === settleSig && hold.entryId) {
+      const entry = await ctx.tx.entry(hold.entryId)
+      invariant(entry, `captured hold ${hold.id} has no entry`)
+      return { entry, hold }
+    }
+    throw new HoldNotOpenError({ holdId: hold.id, status: hold.status })
+  }
+  invariant(!b.closed, `open hold ${hold.id} on closed budget ${b.taskId}`)
+  const extra = input.amount - hold.amount
+  const { remaining } = balance(b)
+  if (b.hardLimit && extra > 0n && extra > remaining)
+    throw new BudgetExceededError({ taskId: b.taskId, requested: input.amount, remaining: remaining + hold.amount })
+  if (input.entryId !== null && (await ctx.tx.entry(input.entryId)))
+    throw new IdempotencyConflictError({ key: input.entryId, differences: ['id: already used by another entry'] })
+
+  return settleCapture(ctx, b, hold, input, settleSig, 'offchain', null)
+}
+
+async function settleCapture(
+  ctx: RuleContext,
+  b: BudgetRow,
+  hold: HoldRow,
+  input: Pick<CaptureInput, 'amount' | 'entryId' | 'peer' | 'tool' | 'reason' | 'at'>,
+  settleSig: string,
+  source: Source,
+  chain: ChainPosition | null,
+): Promise<{ entry: EntryRow; hold: HoldRow }> {
+  const entry: EntryRow = {
+    id: input.entryId ?? newId('entry'),
+    taskId: b.taskId,
+    holdId: hold.id,
+    amount: input.amount,
+    peer: input.peer,
+    tool: input.tool,
+    reason: input.reason,
+    at: input.at ?? ctx.now,
+    source,
+    chainId: chain?.chainId ?? null,
+    blockNumber: chain?.blockNumber ?? null,
+    blockHash: chain?.blockHash ?? null,
+    txHash: chain?.txHash ?? null,
+    logIndex: chain?.logIndex ?? null,
+    confirmed: chain?.confirmed ?? false,
+    reverted: false,
+    sig: settleSig,
+  }
+  const settled: HoldRow = {
+    ...hold,
+    status: 'captured',
+    settledAt: ctx.now,
+    capturedAmount: input.amount,
+    entryId: entry.id,
+    settleSig,
+  }
+  const changed = await ctx.tx.settleHold(settled)
+  // The conditional update decides the single winner; more than one row is corruption.
+  invariant(changed <= 1, `settling hold ${hold.id} changed ${changed} rows`)
+  if (changed === 0) throw new HoldNotOpenError({ holdId: hold.id, status: 'settled' })
+  await ctx.tx.insertEntry(entry)
+  const after: BudgetRow = {
+    ...b,
+    spent: b.spent + input.amount,
+    reserved: b.reserved - hold.amount,
+    openHolds: b.openHolds - 1,
+    entryCount: b.entryCount + 1,
+  }
+  await apply(ctx, b, after, {
+    kind: 'capture',
+    amount: input.amount,
+    holdId: hold.id,
+    entryId: entry.id,
+    source,
+    chain,
+  })
+  return { entry, hold: settled }
+}
+
+export async function release(ctx: RuleContext, holdId: string): Promise<HoldRow> {
+  const { hold, budget: b } = await loadHold(ctx, holdId)
+  if (hold.status === 'released') return hold
+  if (hold.status !== 'open') throw new HoldNotOpenError({ holdId: hold.id, status: hold.status })
+  return (await settleRelease(ctx, b, hold, 'released')).hold
+}
+
+async function settleRelease(
+  ctx: RuleContext,
+  b: BudgetRow,
+  hold: HoldRow,
+  status: 'released' | 'expired',
+): Promise<{ hold: HoldRow; budget: BudgetRow }> {
+  const settled: HoldRow = { ...hold, status, settledAt: ctx.now, settleSig: status }
+  const changed = await ctx.tx.settleHold(settled)
+  invariant(changed <= 1, `settling hold ${hold.id} changed ${changed} rows`)
+  if (changed === 0) throw new HoldNotOpenError({ holdId: hold.id, status: 'settled' })
+  const after: BudgetRow = { ...b, reserved: b.reserved - hold.amount, openHolds: b.openHolds - 1 }
+  await apply(ctx, b, after, { kind: status === 'released' ? 'release' : 'expire', amount: hold.amount, holdId: hold.id })
+  return { hold: settled, budget: after }
+}
+
+/** Expires the budget's open holds whose time has come; returns the budget after. */
+export async function expireDue(ctx: RuleContext, budget: BudgetRow): Promise<BudgetRow> {
+  let b = budget
+  const due = await ctx.tx.dueHolds(b.taskId, ctx.now)
+  for (const hold of due) b = (await settleRelease(ctx, b, hold, 'expired')).budget
+  const next = b.openHolds === 0 ? null : (await ctx.tx.openHolds(b.taskId)).reduce<number | null>(
+    (min, h) => (h.expiresAt === null ? min : min === null ? h.expiresAt : Math.min(min, h.expiresAt)),
+    null,
+  )
+  if (next !== b.nextExpiryAt) {
+    b = { ...b, nextExpiryAt: next }
+    await ctx.tx.updateBudget(b)
+  }
+  return b
+}
+
+/** Expires due holds of one task; resolves with how many expired. */
+export async function expireTask(ctx: RuleContext, taskId: string): Promise<number> {
+  const b = await ctx.tx.budget(taskId)
+  if (!b) return 0
+  const after = await expireDue(ctx, b)
+  return b.openHolds - after.openHolds
+}
+
+export async function record(ctx: RuleContext, input: RecordInput): Promise<EntryRow> {
+  const sig = signature({
+    taskId: input.taskId,
+    amount: input.amount,
+    peer: input.peer,
+    tool: input.tool,
+    reason: input.reason,
+    at: input.at,
+  })
+  if (input.id !== null) {
+    const prior = await ctx.tx.entry(input.id)
+    if (prior) {
+      if (prior.sig !== sig || prior.holdId !== null)
+        throw new IdempotencyConflictError({ key: input.id, differences: differences(prior.sig, sig) })
+      return prior
+    }
+  }
+  const b = await loadBudget(ctx, input.taskId)
+  assertOpen(b)
+  const { remaining } = balance(b)
+  if (b.hardLimit && input.amount > remaining)
+    throw new BudgetExceededError({ taskId: b.taskId, requested: input.amount, remaining })
+  const entry: EntryRow = {
+    id: input.id ?? newId('entry'),
+    taskId: b.taskId,
+    holdId: null,
+    amount: input.amount,
+    peer: input.peer,
+    tool: input.tool,
+    reason: input.reason,
+    at: input.at ?? ctx.now,
+    source: 'offchain',
+    chainId: null,
+    blockNumber: null,
+    blockHash: null,
+    txHash: null,
+    logIndex: null,
+    confirmed: false,
+    reverted: false,
+    sig,
+  }
+  await ctx.tx.insertEntry(entry)
+  const after: BudgetRow = { ...b, spent: b.spent + input.amount, entryCount: b.entryCount + 1 }
+  await apply(ctx, b, after, { kind: 'record', amount: input.amount, entryId: entry.id })
+  return entry
+}
+
+export async function close(ctx: RuleContext, taskId: string): Promise<BudgetReport> {
+  const b0 = await ctx.tx.budget(taskId)
+  if (!b0) throw new BudgetNotFoundError({ taskId })
+  if (b0.closed) {
+    invariant(b0.report, `closed budget ${taskId} has no report`)
+    return parseReport(b0.report)
+  }
+  {
+    let b = await loadBudget(ctx, taskId)
+    const open = await ctx.tx.openHolds(taskId)
+    for (const hold of open) b = (await settleRelease(ctx, b, hold, 'released')).budget
+    const report: BudgetReport = {
+      taskId,
+      asset: b.asset,
+      total: b.total,
+      spent: b.spent,
+      entryCount: b.entryCount,
+      releasedHolds: open.length,
+      durationMs: ctx.now - b.createdAt,
+      status: 'closed',
+    }
+    const after: BudgetRow = {
+      ...b,
+      closed: true,
+      closedAt: ctx.now,
+      nextExpiryAt: null,
+      report: JSON.stringify(report, (_, v) => (typeof v === 'bigint' ? v.toString() : v)),
+    }
+    await apply(ctx, b, after, { kind: 'close', amount: null })
+    return report
+  }
+}
+
+export function parseReport(text: string): BudgetReport {
+  const raw = JSON.parse(text) as Record<string, unknown>
+  return {
+    taskId: raw.taskId as string,
+    asset: raw.asset as string,
+    total: BigInt(raw.total as string),
+    spent: BigInt(raw.spent as string),
+    entryCount: raw.entryCount as number,
+    releasedHolds: raw.releasedHolds as number,
+    durationMs: raw.durationMs as number,
+    status: 'closed',
+  }
+}
+
+export async function setProgress(ctx: RuleContext, taskId: string, progress: number): Promise<BudgetRow> {
+  const b = await loadBudget(ctx, taskId)
+  assertOpen(b)
+  const after: BudgetRow = { ...b, progress }
+  await apply(ctx, b, after, { kind: 'progress', amount: null })
+  return after
+}
+
+// ---------------------------------------------------------------------------------------
+// On-chain facts. They are recorded whatever the limit or the budget's state.
+
+/**
+ * Applies an on-chain spend: a `ref` that matches an open hold of the task captures it
+ * with the on-chain amount; otherwise the spend is recorded and `unreserved_spend` raised.
+ */
+export async function applyChainSpend(ctx: RuleContext, input: ChainSpendInput): Promise<EntryRow> {
+  {
+    const b = await loadBudget(ctx, input.taskId)
+    const hold = await ctx.tx.holdByRef(input.ref)
+    const entryId = `chain_${input.chain.chainId}_${input.chain.blockHash}_${input.chain.logIndex}`
+    const fields = { amount: input.amount, entryId, peer: input.to, tool: null, reason: null, at: null }
+    if (hold && hold.taskId === b.taskId && hold.status === 'open') {
+      const settleSig = signature({ amount: input.amount, id: entryId, peer: input.to })
+      return (await settleCapture(ctx, b, hold, fields, settleSig, 'onchain', input.chain)).entry
+    }
+    const entry: EntryRow = {
+      id: entryId,
+      taskId: b.taskId,
+      holdId: null,
+      amount: input.amount,
+      peer: input.to,
+      tool: null,
+      reason: null,
+      at: ctx.now,
+      source: 'onchain',
+      chainId: input.chain.chainId,
+      blockNumber: input.chain.blockNumber,
+      blockHash: input.chain.blockHash,
+      txHash: input.chain.txHash,
+      logIndex: input.chain.logIndex,
+      confirmed: input.chain.confirmed,
+      reverted: false,
+      sig: signature({ amount: input.amount, id: entryId, peer: input.to }),
+    }
+    await ctx.tx.insertEntry(entry)
+    const after: BudgetRow = { ...b, spent: b.spent + input.amount, entryCount: b.entryCount + 1 }
+    await apply(ctx, b, after, {
+      kind: 'record',
+      amount: input.amount,
+      entryId: entry.id,
+      source: 'onchain',
+      chain: input.chain,
+    })
+    emit(ctx, 'unreserved_spend', b.taskId, {
+      entryId: entry.id,
+      amount: input.amount,
+      chain: chainJson(input.chain),
+    })
+    return entry
+  }
+}
+
+/**
+ * Undoes an on-chain spend whose block left the canonical chain: the entry is marked
+ * reverted, `spent` falls back, and a hold it captured opens again (or expires, if its
+ * time has passed).
+ */
+export async function revertChainSpend(ctx: RuleContext, entryId: string): Promise<void> {
+  const entry = await ctx.tx.entry(entryId)
+  invariant(entry, `reverting unknown entry ${entryId}`)
+  invariant(entry.source === 'onchain' && !entry.reverted, `entry ${entryId} is not a live on-chain entry`)
+  {
+    const b = await ctx.tx.budget(entry.taskId)
+    invariant(b, `entry ${entryId} has no budget`)
+    await ctx.tx.updateEntry({ ...entry, reverted: true })
+    const after: BudgetRow = { ...b, spent: b.spent - entry.amount, entryCount: b.entryCount - 1 }
+    let holdId: string | null = null
+    if (entry.holdId !== null) {
+      const hold = await ctx.tx.hold(entry.holdId)
+      invariant(hold && hold.status === 'captured', `reverted entry ${entryId} has no captured hold`)
+      holdId = hold.id
+      const expired = hold.expiresAt !== null && hold.expiresAt <= ctx.now
+      if (b.closed || expired) {
+        // The hold's time (or its budget) is over: it ends released rather than open.
+        const changed = await ctx.tx.reopenHold(hold.id)
+        invariant(changed === 1, `reopening hold ${hold.id} changed ${changed} rows`)
+        const ended: HoldRow = { ...hold, status: expired ? 'expired' : 'released', settledAt: ctx.now }
+        ended.capturedAmount = null
+        ended.entryId = null
+        ended.settleSig = ended.status
+        invariant((await ctx.tx.settleHold(ended)) === 1, `ending hold ${hold.id}`)
+      } else {
+        const changed = await ctx.tx.reopenHold(hold.id)
+        invariant(changed === 1, `reopening hold ${hold.id} changed ${changed} rows`)
+        after.reserved = b.reserved + hold.amount
+        after.openHolds = b.openHolds + 1
+        if (hold.expiresAt !== null)
+          after.nextExpiryAt = b.nextExpiryAt === null ? hold.expiresAt : Math.min(b.nextExpiryAt, hold.expiresAt)
+      }
+    }
+    await apply(ctx, b, after, {
+      kind: 'revert',
+      amount: entry.amount,
+      holdId,
+      entryId,
+      source: 'onchain',
+      chain: positionOf(entry),
+    })
+  }
+}
+
+export function positionOf(entry: EntryRow): ChainPosition | null {
+  if (entry.chainId === null) return null
+  return {
+    chainId: entry.chainId,
+    blockNumber: entry.blockNumber as bigint,
+    blockHash: entry.blockHash as `0x${string}`,
+    txHash: entry.txHash as `0x${string}`,
+    logIndex: entry.logIndex as number,
+    confirmed: entry.confirmed,
+  }
+}

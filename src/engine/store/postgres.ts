@@ -1,0 +1,174 @@
+import { Kysely, Migrator, PostgresDialect } from 'kysely'
+import pg from 'pg'
+import { budgets as budgetCodec, outbox as outboxCodec } from './codec.ts'
+import { type Database as Schema, migrations } from './schema.ts'
+import { type Executor, type Params, type Raw, createStoreTx, statements } from './statements.ts'
+import type { Store, StoreTx } from './types.ts'
+
+export type PostgresStoreOptions = {
+  connectionString: string
+  /** Connections for reads, at most. */
+  readPoolMax?: number
+}
+
+/**
+ * Errors after which the whole transaction is run again: serialization failures,
+ * deadlocks, and unique violations (two processes inserting the same idempotent id;
+ * the retry finds the other's row and answers from it).
+ */
+const retryableCodes = new Set(['40001', '40P01', '23505'])
+const retriesMax = 20
+
+/**
+ * PostgreSQL through pg: one writer connection per process (budgets are locked with
+ * SELECT … FOR UPDATE, so processes on any number of machines serialize per budget) and
+ * a small pool behind kysely for reads. Amounts are numeric(78,0).
+ */
+export async function createPostgresStore(options: PostgresStoreOptions): Promise<Store> {
+  const pool = new pg.Pool({ connectionString: options.connectionString, max: options.readPoolMax ?? 8 })
+  pool.on('error', () => {
+    // An idle client lost its connection; the pool replaces it on next use.
+  })
+  const db = new Kysely<Schema>({ dialect: new PostgresDialect({ pool }) })
+  await migrate(db)
+
+  let writer = await connect(options.connectionString)
+  const names = new Map<string, string>()
+  const named = (text: string) => {
+    let name = names.get(text)
+    if (!name) {
+      name = `sg${names.size}`
+      names.set(text, name)
+    }
+    return name
+  }
+  const query = (text: string, params: Params) =>
+    writer.query({ name: named(text), text, values: params as unknown[] })
+  const exec: Executor = {
+    get: async (text, params) => (await query(text, params)).rows[0] as Raw | undefined,
+    all: async (text, params) => (await query(text, params)).rows as Raw[],
+    run: async (text, params) => (await query(text, params)).rowCount ?? 0,
+  }
+  const tx: StoreTx = createStoreTx('postgres', exec)
+  const readBudget = statements('postgres').readBudget
+  let tail: Promise<unknown> = Promise.resolve()
+
+  async function runTransaction<T>(fn: (tx: StoreTx) => Promise<T>): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      let committing = false
+      try {
+        await writer.query('begin')
+        const result = await fn(tx)
+        committing = true
+        await writer.query('commit')
+        return result
+      } catch (error) {
+        await writer.query('rollback').catch(() => {})
+        if (committing && isConnectionError(error)) {
+          // The commit may or may not have landed: never run the batch twice.
+          writer = await connect(options.connectionString)
+          names.clear()
+          throw error
+        }
+        const code = (error as { code?: string }).code
+        if (code !== undefined && retryableCodes.has(code) && attempt < retriesMax) {
+          await sleep(Math.random() * Math.min(50, 2 ** attempt))
+          continue
+        }
+        if (isConnectionError(error) && attempt < retriesMax) {
+          // The connection died: whatever was in flight rolled back with it.
+          writer.end().catch(() => {})
+          writer = await connect(options.connectionString)
+          names.clear()
+          continue
+        }
+        throw error
+      }
+    }
+  }
+
+  return {
+    dialect: 'postgres',
+    db,
+    transaction(fn) {
+      const run = tail.then(() => runTransaction(fn))
+      tail = run.catch(() => {})
+      return run
+    },
+    async readBudget(taskId) {
+      const { rows } = await pool.query({ name: 'readBudget', text: readBudget, values: [taskId] })
+      return rows[0] === undefined ? undefined : budgetCodec.decode(rows[0] as Raw)
+    },
+    async claimOutbox(kinds, now, leaseMs, limit) {
+      if (kinds.length === 0) return []
+      const { rows } = await pool.query(
+        `update outbox set lease_until = $1 where id in (
+           select id from outbox where delivered_at is null and (lease_until is null or lease_until <= $2)
+           and kind = any($3) order by created_at limit $4 for update skip locked)
+         returning *`,
+        [now + leaseMs, now, kinds, limit],
+      )
+      return (rows as Raw[]).map(outboxCodec.decode)
+    },
+    async markDelivered(ids, now) {
+      if (ids.length === 0) return
+      await pool.query('update outbox set delivered_at = $1 where id = any($2)', [now, ids])
+    },
+    async tasksWithDueHolds(now, limit) {
+      const { rows } = await pool.query(
+        "select distinct task_id from holds where status = 'open' and expires_at is not null and expires_at <= $1 limit $2",
+        [now, limit],
+      )
+      return rows.map((r: { task_id: string }) => r.task_id)
+    },
+    async nextExpiry() {
+      const { rows } = await pool.query(
+        "select min(expires_at) as at from holds where status = 'open' and expires_at is not null",
+      )
+      const at = rows[0]?.at as string | null | undefined
+      return at === null || at === undefined ? null : Number(at)
+    },
+    async destroy() {
+      await tail.catch(() => {})
+      await writer.end().catch(() => {})
+      await db.destroy()
+    },
+  }
+}
+
+async function connect(connectionString: string): Promise<pg.Client> {
+  const client = new pg.Client({ connectionString })
+  client.on('error', () => {
+    // Surfaced by the next query on this client, which reconnects.
+  })
+  await client.connect()
+  return client
+}
+
+async function migrate(db: Kysely<Schema>): Promise<void> {
+  const migrator = new Migrator({ db, provider: migrations('postgres') })
+  for (let attempt = 0; ; attempt++) {
+    const { error } = await migrator.migrateToLatest()
+    if (!error) return
+    // Several processes opening a fresh database race to create kysely's own tables.
+    const code = (error as { code?: string }).code
+    if (attempt < 10 && (code === '23505' || code === '42P07' || code === '40P01')) {
+      await sleep(20 + Math.random() * 100)
+      continue
+    }
+    throw error
+  }
+}
+
+function isConnectionError(error: unknown): boolean {
+  const message = (error as Error)?.message ?? ''
+  const code = (error as { code?: string }).code
+  return (
+    code === 'ECONNRESET' ||
+    code === 'EPIPE' ||
+    code === '57P01' ||
+    /Connection terminated|Client has encountered a connection error|not queryable/.test(message)
+  )
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))

@@ -1,0 +1,181 @@
+import Database from 'better-sqlite3'
+import { Kysely, Migrator, SqliteDialect } from 'kysely'
+import { InvariantViolationError } from '../errors.ts'
+import { budgets as budgetCodec, outbox as outboxCodec } from './codec.ts'
+import { type Database as Schema, migrations } from './schema.ts'
+import { type Executor, type Params, type Raw, createStoreTx, statements } from './statements.ts'
+import type { Store, StoreTx } from './types.ts'
+
+export type SqliteStoreOptions = {
+  path: string
+  /** `FULL` (default) makes every commit durable before it resolves. */
+  synchronous?: 'FULL' | 'NORMAL' | 'EXTRA' | 'OFF'
+  /** How long one attempt waits for another process's write lock. */
+  busyTimeoutMs?: number
+}
+
+/** Bounded retries of a write transaction that found the file locked. */
+const busyRetriesMax = 50
+
+/**
+ * SQLite through better-sqlite3: one writer connection (every write transaction starts
+ * with BEGIN IMMEDIATE, so it holds the file's write lock from its first statement) and
+ * one reader connection behind kysely, which never sees this process's uncommitted writes.
+ */
+export async function createSqliteStore(options: SqliteStoreOptions): Promise<Store> {
+  const synchronous = options.synchronous ?? 'FULL'
+  const busyTimeoutMs = options.busyTimeoutMs ?? 5_000
+  const open = () => {
+    const db = new Database(options.path, { timeout: busyTimeoutMs })
+    db.pragma(`busy_timeout = ${busyTimeoutMs}`)
+    return db
+  }
+
+  const writer = open()
+  await withBusyRetry(() => {
+    writer.pragma('journal_mode = WAL')
+  })
+  writer.pragma(`synchronous = ${synchronous}`)
+
+  const migrator = new Kysely<Schema>({ dialect: new SqliteDialect({ database: open() }) })
+  try {
+    await migrate(migrator)
+  } finally {
+    await migrator.destroy()
+  }
+
+  const reader = open()
+  reader.pragma('query_only = true')
+  const readBudget = reader.prepare(statements('sqlite').readBudget)
+  const db = new Kysely<Schema>({ dialect: new SqliteDialect({ database: reader }) })
+
+  const cache = new Map<string, Database.Statement>()
+  const prepare = (sql: string) => {
+    let statement = cache.get(sql)
+    if (!statement) {
+      statement = writer.prepare(sql)
+      cache.set(sql, statement)
+    }
+    return statement
+  }
+  const exec: Executor = {
+    get: (sql: string, params: Params) => prepare(sql).get(...params) as Raw | undefined,
+    all: (sql: string, params: Params) => prepare(sql).all(...params) as Raw[],
+    run: (sql: string, params: Params) => prepare(sql).run(...params).changes,
+  }
+  const tx: StoreTx = createStoreTx('sqlite', exec)
+  const begin = writer.prepare('begin immediate')
+  const commit = writer.prepare('commit')
+  const rollback = writer.prepare('rollback')
+  // One writer connection: transactions of this process run one after another.
+  let tail: Promise<unknown> = Promise.resolve()
+
+  async function runTransaction<T>(fn: (tx: StoreTx) => Promise<T>): Promise<T> {
+    if (writer.inTransaction) throw new InvariantViolationError('sqlite writer re-entered')
+    for (let attempt = 0; ; attempt++) {
+      try {
+        begin.run()
+      } catch (error) {
+        if (isBusy(error) && attempt < busyRetriesMax) {
+          await sleep(Math.min(100, 2 ** attempt))
+          continue
+        }
+        throw error
+      }
+      try {
+        const result = await fn(tx)
+        commit.run()
+        return result
+      } catch (error) {
+        if (writer.inTransaction) rollback.run()
+        if (isBusy(error) && attempt < busyRetriesMax) continue
+        throw error
+      }
+    }
+  }
+
+  const store: Store = {
+    dialect: 'sqlite',
+    db,
+    transaction(fn) {
+      const run = tail.then(() => runTransaction(fn))
+      tail = run.catch(() => {})
+      return run
+    },
+    async readBudget(taskId) {
+      const raw = readBudget.get(taskId) as Raw | undefined
+      return raw === undefined ? undefined : budgetCodec.decode(raw)
+    },
+    async claimOutbox(kinds, now, leaseMs, limit) {
+      if (kinds.length === 0) return []
+      // Claims are writes: take them through the writer so no two processes claim one row.
+      return store.transaction(async () => {
+        const rows = writer
+          .prepare(
+            `select * from outbox where delivered_at is null and (lease_until is null or lease_until <= ?) and kind in (${kinds.map(() => '?').join(', ')}) order by created_at limit ?`,
+          )
+          .all(now, ...kinds, limit) as Raw[]
+        const lease = prepare('update outbox set lease_until = ? where id = ?')
+        for (const row of rows) lease.run(now + leaseMs, row.id as string)
+        return rows.map(outboxCodec.decode)
+      })
+    },
+    async markDelivered(ids, now) {
+      if (ids.length === 0) return
+      await store.transaction(async () => {
+        const mark = prepare('update outbox set delivered_at = ? where id = ?')
+        for (const id of ids) mark.run(now, id)
+      })
+    },
+    async tasksWithDueHolds(now, limit) {
+      const rows = reader
+        .prepare(
+          "select distinct task_id from holds where status = 'open' and expires_at is not null and expires_at <= ? limit ?",
+        )
+        .all(now, limit) as { task_id: string }[]
+      return rows.map((r) => r.task_id)
+    },
+    async nextExpiry() {
+      const row = reader
+        .prepare("select min(expires_at) as at from holds where status = 'open' and expires_at is not null")
+        .get() as { at: number | null }
+      return row.at
+    },
+    async destroy() {
+      await db.destroy()
+      writer.close()
+    },
+  }
+  return store
+}
+
+async function migrate(db: Kysely<Schema>): Promise<void> {
+  const migrator = new Migrator({ db, provider: migrations('sqlite') })
+  for (let attempt = 0; ; attempt++) {
+    const { error } = await migrator.migrateToLatest()
+    if (!error) return
+    if (isBusy(error) && attempt < busyRetriesMax) {
+      await sleep(Math.min(200, 5 * 2 ** attempt))
+      continue
+    }
+    throw error
+  }
+}
+
+async function withBusyRetry(fn: () => void): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return fn()
+    } catch (error) {
+      if (!isBusy(error) || attempt >= busyRetriesMax) throw error
+      await sleep(Math.min(100, 2 ** attempt))
+    }
+  }
+}
+
+function isBusy(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code
+  return typeof code === 'string' && (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED'))
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))

@@ -1,0 +1,105 @@
+import { InvalidArgumentError } from './errors.ts'
+
+/** Checks of caller input. Each throws `InvalidArgumentError` naming the argument. */
+
+export const idLengthMax = 256
+export const textLengthMax = 1024
+export const thresholdsMax = 16
+/** A hold lives at most a year. */
+export const ttlMsMax = 365 * 24 * 3600 * 1000
+
+export function assertId(argument: string, value: unknown): asserts value is string {
+  if (typeof value !== 'string' || value.length === 0 || value.length > idLengthMax)
+    throw new InvalidArgumentError({ argument, value, reason: `a non-empty string of at most ${idLengthMax} characters` })
+}
+
+export function optionalText(argument: string, value: unknown): string | null {
+  if (value === undefined || value === null) return null
+  if (typeof value !== 'string' || value.length > textLengthMax)
+    throw new InvalidArgumentError({ argument, value, reason: `a string of at most ${textLengthMax} characters` })
+  return value
+}
+
+export function optionalId(argument: string, value: unknown): string | null {
+  if (value === undefined || value === null) return null
+  assertId(argument, value)
+  return value
+}
+
+export function assertAsset(value: unknown): asserts value is string {
+  if (typeof value !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$/.test(value))
+    throw new InvalidArgumentError({ argument: 'asset', value, reason: 'a short name such as "USDC"' })
+}
+
+export function thresholds(value: unknown): number[] {
+  if (!Array.isArray(value) || value.length > thresholdsMax)
+    throw new InvalidArgumentError({ argument: 'thresholds', value, reason: `an array of at most ${thresholdsMax} fractions` })
+  for (const t of value)
+    if (typeof t !== 'number' || !Number.isFinite(t) || t <= 0 || t > 1)
+      throw new InvalidArgumentError({ argument: 'thresholds', value: t, reason: 'each threshold is a fraction in (0, 1]' })
+  return [...new Set(value as number[])].sort((a, b) => a - b)
+}
+
+export function assertBoolean(argument: string, value: unknown): asserts value is boolean {
+  if (typeof value !== 'boolean') throw new InvalidArgumentError({ argument, value, reason: 'true or false' })
+}
+
+export function optionalTtlMs(value: unknown): number | null {
+  if (value === undefined || value === null) return null
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > ttlMsMax)
+    throw new InvalidArgumentError({ argument: 'ttlMs', value, reason: `an integer number of milliseconds in 1…${ttlMsMax}` })
+  return value
+}
+
+export function optionalRef(value: unknown): string | null {
+  if (value === undefined || value === null) return null
+  if (typeof value !== 'string' || !/^0x[0-9a-fA-F]{64}$/.test(value))
+    throw new InvalidArgumentError({ argument: 'ref', value, reason: 'a 32-byte hex string (0x + 64 hex digits)' })
+  return value.toLowerCase()
+}
+
+export function optionalTimestamp(argument: string, value: unknown): number | null {
+  if (value === undefined || value === null) return null
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0)
+    throw new InvalidArgumentError({ argument, value, reason: 'milliseconds since the epoch' })
+  return value
+}
+
+export function progress(value: unknown): number {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0 || value > 1)
+    throw new InvalidArgumentError({ argument: 'progress', value, reason: 'a number in 0…1' })
+  return value
+}
+
+/** Metadata as canonical JSON (keys sorted), so equal metadata compares equal. */
+export function metadata(value: unknown): string | null {
+  if (value === undefined || value === null) return null
+  if (typeof value !== 'object' || Array.isArray(value))
+    throw new InvalidArgumentError({ argument: 'metadata', value, reason: 'a plain object' })
+  try {
+    const text = JSON.stringify(sortKeys(value))
+    if (text.length > 64 * 1024) throw new Error('too large')
+    return text
+  } catch {
+    throw new InvalidArgumentError({ argument: 'metadata', value, reason: 'JSON-serializable and at most 64 KiB' })
+  }
+}
+
+function sortKeys(value: unknown): unknown {
+  if (typeof value === 'bigint') throw new Error('bigint')
+  if (Array.isArray(value)) return value.map(sortKeys)
+  if (value && typeof value === 'object')
+    return Object.fromEntries(
+      Object.keys(value)
+        .sort()
+        .map((k) => [k, sortKeys((value as Record<string, unknown>)[k])]),
+    )
+  return value
+}
+
+export function options<T extends object>(argument: string, value: unknown): Partial<T> {
+  if (value === undefined) return {}
+  if (value === null || typeof value !== 'object' || Array.isArray(value))
+    throw new InvalidArgumentError({ argument, value, reason: 'an options object' })
+  return value as Partial<T>
+}

@@ -1,0 +1,137 @@
+import { GuardDestroyedError, isDomainError } from './errors.ts'
+import type { RuleContext } from './rules.ts'
+import type { OutboxRow, Store } from './store/types.ts'
+
+/**
+ * The group-commit writer. Operations submitted while a transaction is running wait
+ * in a bounded queue and then share the next transaction: one commit (one fsync) for
+ * all of them. Each caller still gets its own result or its own error:
+ *
+ * - a domain error (over budget, unknown hold…) is thrown before the operation writes
+ *   anything, so the operation fails alone and the others commit;
+ * - any other error rolls the whole batch back, and its operations run again one per
+ *   transaction, so that only the faulty one fails.
+ */
+export type Operation<T> = (ctx: RuleContext) => Promise<T>
+
+export type WriterOptions = {
+  store: Store
+  clock: () => number
+  /** Lease for new outbox rows of a kind this process delivers, else null. */
+  leaseFor(kind: string): number | null
+  /** Called after each commit with the outbox rows it stored. */
+  onCommit(rows: OutboxRow[]): void
+  /** Operations in one transaction, at most. */
+  batchMax?: number
+  /** Operations waiting, at most; further submitters wait for room. */
+  queueMax?: number
+}
+
+type Pending = {
+  op: Operation<unknown>
+  resolve(value: unknown): void
+  reject(error: unknown): void
+  outcome: { ok: true; value: unknown } | { ok: false; error: unknown } | undefined
+}
+
+export type Writer = {
+  submit<T>(op: Operation<T>): Promise<T>
+  /** Resolves when everything submitted so far is committed or failed. */
+  drain(): Promise<void>
+  close(): Promise<void>
+  stats(): { batches: number; operations: number; largestBatch: number }
+}
+
+export function createWriter(options: WriterOptions): Writer {
+  const { store, clock } = options
+  const batchMax = options.batchMax ?? 1024
+  const queueMax = options.queueMax ?? 100_000
+  let queue: Pending[] = []
+  let running = false
+  let closed = false
+  let idle: Promise<void> = Promise.resolve()
+  let settleIdle: (() => void) | undefined
+  const roomWaiters: (() => void)[] = []
+  const stats = { batches: 0, operations: 0, largestBatch: 0 }
+
+  async function runBatch(batch: Pending[]): Promise<void> {
+    const rows: OutboxRow[] = []
+    try {
+      await store.transaction(async (tx) => {
+        const now = clock()
+        rows.length = 0
+        for (const pending of batch) {
+          const ctx: RuleContext = { tx, now, outbox: [], leaseFor: options.leaseFor }
+          try {
+            pending.outcome = { ok: true, value: await pending.op(ctx) }
+          } catch (error) {
+            if (!isDomainError(error)) throw error
+            pending.outcome = { ok: false, error }
+          }
+          // Rows raised before a domain error belong to writes the engine made on its own
+          // (expired holds), which commit with the batch.
+          for (const row of ctx.outbox) {
+            await tx.insertOutbox(row)
+            rows.push(row)
+          }
+        }
+      })
+    } catch (error) {
+      if (batch.length > 1) {
+        for (const pending of batch) await runBatch([pending])
+        return
+      }
+      ;(batch[0] as Pending).reject(error)
+      return
+    }
+    stats.batches++
+    stats.operations += batch.length
+    stats.largestBatch = Math.max(stats.largestBatch, batch.length)
+    for (const pending of batch) {
+      const outcome = pending.outcome
+      if (outcome?.ok) pending.resolve(outcome.value)
+      else pending.reject(outcome?.error)
+    }
+    if (rows.length) options.onCommit(rows)
+  }
+
+  async function loop(): Promise<void> {
+    while (queue.length > 0) {
+      const batch = queue.length <= batchMax ? queue : queue.slice(0, batchMax)
+      queue = queue.length <= batchMax ? [] : queue.slice(batchMax)
+      while (roomWaiters.length > 0 && queue.length < queueMax) roomWaiters.shift()?.()
+      await runBatch(batch)
+    }
+    running = false
+    settleIdle?.()
+  }
+
+  function schedule(): void {
+    if (running) return
+    running = true
+    idle = new Promise((resolve) => {
+      settleIdle = resolve
+    })
+    // Let the callers of this turn of the event loop join the first batch.
+    setImmediate(() => void loop())
+  }
+
+  return {
+    async submit<T>(op: Operation<T>): Promise<T> {
+      if (closed) throw new GuardDestroyedError()
+      while (queue.length >= queueMax) await new Promise<void>((resolve) => roomWaiters.push(resolve))
+      return new Promise<T>((resolve, reject) => {
+        queue.push({ op, resolve: resolve as (v: unknown) => void, reject, outcome: undefined })
+        schedule()
+      })
+    },
+    async drain() {
+      while (running || queue.length > 0) await idle
+    },
+    async close() {
+      closed = true
+      while (running || queue.length > 0) await idle
+    },
+    stats: () => ({ ...stats }),
+  }
+}
