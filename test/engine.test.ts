@@ -1,0 +1,496 @@
+import Database from 'better-sqlite3'
+import { describe, expect, test } from 'vitest'
+import {
+  BudgetClosedError,
+  BudgetExceededError,
+  BudgetExistsError,
+  BudgetNotFoundError,
+  HoldNotFoundError,
+  HoldNotOpenError,
+  IdempotencyConflictError,
+  InvalidAmountError,
+  InvalidArgumentError,
+  RiskDeniedError,
+  type RiskContext,
+  type AlertEvent,
+} from '../src/index.ts'
+import * as rules from '../src/engine/rules.ts'
+import { manualClock, useGuards } from './helpers/guard.ts'
+import { storeTargets } from './helpers/stores.ts'
+
+const USDC = { asset: 'USDC', decimals: 6 } as const
+const max = 2n ** 256n - 1n
+
+describe.each(storeTargets)('engine on $name', (target) => {
+  const guards = useGuards(target)
+
+  test('default', async () => {
+    const guard = await guards.guard()
+    const budget = await guard.allocate('t1', { total: 10_000_000n, ...USDC })
+    expect(budget).toMatchObject({
+      taskId: 't1',
+      asset: 'USDC',
+      decimals: 6,
+      total: 10_000_000n,
+      spent: 0n,
+      reserved: 0n,
+      remaining: 10_000_000n,
+      overspent: 0n,
+      status: 'active',
+      progress: 0,
+      thresholds: [0.5, 0.8, 0.95],
+      hardLimit: true,
+      entryCount: 0,
+      openHolds: 0,
+    })
+    const hold = await guard.reserve('t1', 4_000_000n)
+    expect(hold).toMatchObject({ taskId: 't1', amount: 4_000_000n, status: 'open' })
+    expect(hold.ref).toMatch(/^0x[0-9a-f]{64}$/)
+    expect(await guard.get('t1')).toMatchObject({ reserved: 4_000_000n, remaining: 6_000_000n, openHolds: 1 })
+    const entry = await guard.capture(hold.id, 3_000_000n, { peer: 'api.example', tool: 'search' })
+    expect(entry).toMatchObject({ taskId: 't1', holdId: hold.id, amount: 3_000_000n, peer: 'api.example', source: 'offchain' })
+    expect(await guard.get('t1')).toMatchObject({ spent: 3_000_000n, reserved: 0n, remaining: 7_000_000n, entryCount: 1 })
+    expect(await guard.verify()).toEqual({ ok: true, problems: [] })
+  })
+
+  describe('allocate', () => {
+    test('behavior: same parameters return the existing budget, different ones throw', async () => {
+      const guard = await guards.guard()
+      const first = await guard.allocate('t1', { total: 5n, ...USDC, metadata: { a: 1, b: [2] } })
+      const again = await guard.allocate('t1', { total: 5n, ...USDC, metadata: { b: [2], a: 1 } })
+      expect(again).toEqual(first)
+      const error = await guard.allocate('t1', { total: 6n, ...USDC }).catch((e) => e)
+      expect(error).toBeInstanceOf(BudgetExistsError)
+      expect(error).toMatchObject({ name: 'BudgetExistsError', code: 'BUDGET_EXISTS', taskId: 't1' })
+      expect(error.differences.join()).toContain('total: was 5, now 6')
+      expect((await guard.journal()).length).toBe(1)
+    })
+
+    test('behavior: a total of 0 is exhausted and refuses any spend', async () => {
+      const guard = await guards.guard()
+      expect((await guard.allocate('zero', { total: 0n, ...USDC })).status).toBe('exhausted')
+      expect(await guard.check('zero', 1n)).toEqual({ allowed: false, reason: 'exhausted', remaining: 0n })
+      await expect(guard.reserve('zero', 1n)).rejects.toBeInstanceOf(BudgetExceededError)
+    })
+
+    test('behavior: bad parameters are refused and change nothing', async () => {
+      const guard = await guards.guard()
+      for (const total of [-1n, max + 1n, 5, '5', null, 1.5])
+        await expect(guard.allocate('t', { total: total as bigint, ...USDC })).rejects.toBeInstanceOf(InvalidAmountError)
+      await expect(guard.allocate('', { total: 1n, ...USDC })).rejects.toBeInstanceOf(InvalidArgumentError)
+      await expect(guard.allocate('t', { total: 1n, asset: '', decimals: 6 })).rejects.toBeInstanceOf(InvalidArgumentError)
+      await expect(guard.allocate('t', { total: 1n, asset: 'USDC', decimals: 6.5 })).rejects.toBeInstanceOf(
+        InvalidArgumentError,
+      )
+      await expect(guard.allocate('t', { total: 1n, ...USDC, thresholds: [1.5] })).rejects.toBeInstanceOf(
+        InvalidArgumentError,
+      )
+      await expect(guard.allocate('t', { total: 1n, ...USDC, hardLimit: 'yes' as never })).rejects.toBeInstanceOf(
+        InvalidArgumentError,
+      )
+      expect(await guard.list()).toEqual([])
+      expect(await guard.journal()).toEqual([])
+    })
+  })
+
+  describe('amounts', () => {
+    test('behavior: values above 2^64 and at 2^256-1 round-trip exactly', async () => {
+      const guard = await guards.guard()
+      const big = 2n ** 64n + 12_345n
+      await guard.allocate('huge', { total: max, asset: 'ETH', decimals: 18 })
+      const hold = await guard.reserve('huge', big)
+      await guard.capture(hold.id, big + 1n)
+      await guard.record('huge', { amount: max - (big + 1n) - 7n })
+      const budget = await guard.get('huge')
+      expect(budget).toMatchObject({ total: max, spent: max - 7n, reserved: 0n, remaining: 7n })
+      const entries = await guard.entries('huge')
+      expect(entries.map((e) => e.amount)).toEqual([big + 1n, max - (big + 1n) - 7n])
+      const journal = await guard.journal({ taskId: 'huge' })
+      expect(journal.at(-1)?.after.spent).toBe(max - 7n)
+      await guard.allocate('top', { total: max, asset: 'ETH', decimals: 18 })
+      const all = await guard.reserve('top', max)
+      expect((await guard.holds('top'))[0]?.amount).toBe(max)
+      await guard.capture(all.id, max)
+      expect(await guard.get('top')).toMatchObject({ spent: max, remaining: 0n, status: 'exhausted' })
+      expect(await guard.verify()).toEqual({ ok: true, problems: [] })
+    })
+
+    test('behavior: invalid operation amounts are refused and change nothing', async () => {
+      const guard = await guards.guard()
+      await guard.allocate('t1', { total: 100n, ...USDC })
+      const hold = await guard.reserve('t1', 10n)
+      const before = await guard.journal()
+      for (const amount of [0n, -1n, max + 1n, 1, 1.5, '1', null, undefined]) {
+        const bad = amount as bigint
+        for (const call of [
+          () => guard.reserve('t1', bad),
+          () => guard.record('t1', { amount: bad }),
+          () => guard.check('t1', bad),
+          () => guard.capture(hold.id, bad),
+        ]) {
+          const error = await call().catch((e) => e)
+          expect(error).toBeInstanceOf(InvalidAmountError)
+          expect(error).toMatchObject({ name: 'InvalidAmountError', code: 'INVALID_AMOUNT' })
+        }
+      }
+      expect(await guard.journal()).toEqual(before)
+      expect(await guard.get('t1')).toMatchObject({ spent: 0n, reserved: 10n })
+    })
+  })
+
+  describe('check', () => {
+    test('behavior: allowed, exceeded, exhausted, closed', async () => {
+      const guard = await guards.guard()
+      await guard.allocate('t1', { total: 100n, ...USDC })
+      expect(await guard.check('t1', 100n)).toEqual({ allowed: true, remaining: 100n })
+      expect(await guard.check('t1', 101n)).toEqual({ allowed: false, reason: 'exceeded', remaining: 100n })
+      await guard.record('t1', { amount: 100n })
+      expect(await guard.check('t1', 1n)).toEqual({ allowed: false, reason: 'exhausted', remaining: 0n })
+      await guard.close('t1')
+      expect(await guard.check('t1', 1n)).toEqual({ allowed: false, reason: 'closed', remaining: 0n })
+      await expect(guard.check('nope', 1n)).rejects.toBeInstanceOf(BudgetNotFoundError)
+    })
+  })
+
+  describe('reserve and capture', () => {
+    test('behavior: denial carries the numbers', async () => {
+      const guard = await guards.guard()
+      await guard.allocate('t1', { total: 100n, ...USDC })
+      await guard.reserve('t1', 60n)
+      const error = await guard.reserve('t1', 50n).catch((e) => e)
+      expect(error).toBeInstanceOf(BudgetExceededError)
+      expect(error).toMatchObject({ name: 'BudgetExceededError', code: 'BUDGET_EXCEEDED', taskId: 't1', requested: 50n, remaining: 40n })
+      expect(error.message).toContain('requested 50, 40 remaining')
+    })
+
+    test('behavior: capturing less releases the rest, more debits remaining', async () => {
+      const guard = await guards.guard()
+      await guard.allocate('t1', { total: 100n, ...USDC })
+      const a = await guard.reserve('t1', 30n)
+      await guard.capture(a.id, 20n)
+      expect(await guard.get('t1')).toMatchObject({ spent: 20n, reserved: 0n, remaining: 80n })
+      const b = await guard.reserve('t1', 30n)
+      await guard.capture(b.id, 50n)
+      expect(await guard.get('t1')).toMatchObject({ spent: 70n, reserved: 0n, remaining: 30n })
+      const c = await guard.reserve('t1', 10n)
+      const error = await guard.capture(c.id, 41n).catch((e) => e)
+      expect(error).toBeInstanceOf(BudgetExceededError)
+      expect(error).toMatchObject({ requested: 41n, remaining: 30n })
+      expect((await guard.holds('t1')).find((h) => h.id === c.id)?.status).toBe('open')
+      const entry = await guard.capture(c.id, 30n)
+      expect(entry.amount).toBe(30n)
+      expect(await guard.get('t1')).toMatchObject({ spent: 100n, reserved: 0n, remaining: 0n, status: 'exhausted' })
+    })
+
+    test('behavior: a hold settles once; retries return the first result', async () => {
+      const guard = await guards.guard()
+      await guard.allocate('t1', { total: 100n, ...USDC })
+      const hold = await guard.reserve('t1', 30n)
+      const first = await guard.capture(hold.id, 25n, { peer: 'p' })
+      expect(await guard.capture(hold.id, 25n, { peer: 'p' })).toEqual(first)
+      const differentAmount = await guard.capture(hold.id, 26n, { peer: 'p' }).catch((e) => e)
+      expect(differentAmount).toBeInstanceOf(HoldNotOpenError)
+      expect(differentAmount).toMatchObject({ holdId: hold.id, status: 'captured', code: 'HOLD_NOT_OPEN' })
+      await expect(guard.release(hold.id)).rejects.toBeInstanceOf(HoldNotOpenError)
+      const other = await guard.reserve('t1', 10n)
+      const released = await guard.release(other.id)
+      expect(released.status).toBe('released')
+      expect(await guard.release(other.id)).toEqual(released)
+      await expect(guard.capture(other.id, 10n)).rejects.toBeInstanceOf(HoldNotOpenError)
+      expect(await guard.get('t1')).toMatchObject({ spent: 25n, reserved: 0n, entryCount: 1 })
+      expect(await guard.verify()).toEqual({ ok: true, problems: [] })
+    })
+
+    test('behavior: reserve keys are idempotent; a reused key with other parameters conflicts', async () => {
+      const guard = await guards.guard()
+      await guard.allocate('t1', { total: 100n, ...USDC })
+      const hold = await guard.reserve('t1', 30n, { key: 'k1', ttlMs: 60_000 })
+      expect(await guard.reserve('t1', 30n, { key: 'k1', ttlMs: 60_000 })).toEqual(hold)
+      const conflict = await guard.reserve('t1', 31n, { key: 'k1', ttlMs: 60_000 }).catch((e) => e)
+      expect(conflict).toBeInstanceOf(IdempotencyConflictError)
+      expect(conflict).toMatchObject({ key: 'k1', code: 'IDEMPOTENCY_CONFLICT' })
+      expect(conflict.differences.join()).toContain('amount')
+      expect(await guard.get('t1')).toMatchObject({ reserved: 30n, openHolds: 1 })
+    })
+
+    test('behavior: a caller-chosen ref is kept, and one ref belongs to one hold', async () => {
+      const guard = await guards.guard()
+      await guard.allocate('t1', { total: 100n, ...USDC })
+      const ref = `0x${'ab'.repeat(32)}` as const
+      expect((await guard.reserve('t1', 1n, { ref })).ref).toBe(ref)
+      await expect(guard.reserve('t1', 1n, { ref })).rejects.toBeInstanceOf(IdempotencyConflictError)
+      await expect(guard.reserve('t1', 1n, { ref: '0x12' as `0x${string}` })).rejects.toBeInstanceOf(InvalidArgumentError)
+    })
+
+    test('behavior: unknown ids', async () => {
+      const guard = await guards.guard()
+      const error = await guard.reserve('nope', 1n).catch((e) => e)
+      expect(error).toBeInstanceOf(BudgetNotFoundError)
+      expect(error).toMatchObject({ taskId: 'nope', code: 'BUDGET_NOT_FOUND' })
+      const missing = await guard.capture('hold_x', 1n).catch((e) => e)
+      expect(missing).toBeInstanceOf(HoldNotFoundError)
+      expect(missing).toMatchObject({ holdId: 'hold_x', code: 'HOLD_NOT_FOUND' })
+      await expect(guard.release('hold_x')).rejects.toBeInstanceOf(HoldNotFoundError)
+      await expect(guard.get('nope')).rejects.toBeInstanceOf(BudgetNotFoundError)
+    })
+  })
+
+  describe('record', () => {
+    test('behavior: ids are idempotent, conflicts are explicit, hard limit refuses', async () => {
+      const guard = await guards.guard()
+      await guard.allocate('t1', { total: 100n, ...USDC })
+      const entry = await guard.record('t1', { id: 'e1', amount: 40n, peer: 'x', tool: 'y', reason: 'z' })
+      expect(await guard.record('t1', { id: 'e1', amount: 40n, peer: 'x', tool: 'y', reason: 'z' })).toEqual(entry)
+      await expect(guard.record('t1', { id: 'e1', amount: 41n, peer: 'x', tool: 'y', reason: 'z' })).rejects.toBeInstanceOf(
+        IdempotencyConflictError,
+      )
+      const error = await guard.record('t1', { amount: 61n }).catch((e) => e)
+      expect(error).toMatchObject({ name: 'BudgetExceededError', requested: 61n, remaining: 60n })
+      expect(await guard.get('t1')).toMatchObject({ spent: 40n, entryCount: 1 })
+    })
+
+    test('behavior: a soft limit lets spending pass the total and shows the overrun', async () => {
+      const guard = await guards.guard({ hardLimit: false })
+      await guard.allocate('soft', { total: 100n, ...USDC })
+      expect(await guard.check('soft', 150n)).toMatchObject({ allowed: true })
+      await guard.record('soft', { amount: 90n })
+      const hold = await guard.reserve('soft', 30n)
+      expect(await guard.get('soft')).toMatchObject({ spent: 90n, reserved: 30n, remaining: 0n, overspent: 20n, hardLimit: false })
+      await guard.capture(hold.id, 40n)
+      const b = await guard.get('soft')
+      expect(b).toMatchObject({ spent: 130n, reserved: 0n, remaining: 0n, overspent: 30n, status: 'exhausted' })
+      expect(b.spent + b.reserved + b.remaining - b.overspent).toBe(b.total)
+    })
+  })
+
+  describe('close', () => {
+    test('behavior: releases open holds, reports, refuses further spending, retries return the report', async () => {
+      const clock = manualClock()
+      const guard = await guards.guard({ clock })
+      await guard.allocate('t1', { total: 100n, ...USDC })
+      await guard.record('t1', { amount: 10n })
+      await guard.reserve('t1', 20n)
+      await guard.reserve('t1', 5n)
+      clock.advance(1234)
+      const report = await guard.close('t1')
+      expect(report).toEqual({
+        taskId: 't1',
+        asset: 'USDC',
+        total: 100n,
+        spent: 10n,
+        entryCount: 1,
+        releasedHolds: 2,
+        durationMs: 1234,
+        status: 'closed',
+      })
+      clock.advance(1000)
+      expect(await guard.close('t1')).toEqual(report)
+      expect(await guard.get('t1')).toMatchObject({ status: 'closed', reserved: 0n, openHolds: 0, closedAt: report.durationMs + 1_800_000_000_000 })
+      const closed = await guard.reserve('t1', 1n).catch((e) => e)
+      expect(closed).toBeInstanceOf(BudgetClosedError)
+      expect(closed).toMatchObject({ taskId: 't1', code: 'BUDGET_CLOSED' })
+      await expect(guard.record('t1', { amount: 1n })).rejects.toBeInstanceOf(BudgetClosedError)
+      await expect(guard.setProgress('t1', 0.5)).rejects.toBeInstanceOf(BudgetClosedError)
+      expect((await guard.holds('t1')).map((h) => h.status)).toEqual(['released', 'released'])
+      expect(await guard.list({ status: 'closed' })).toHaveLength(1)
+      expect(await guard.list({ status: 'active' })).toHaveLength(0)
+      expect(await guard.verify()).toEqual({ ok: true, problems: [] })
+    })
+  })
+
+  describe('expiry', () => {
+    test('behavior: an expired hold is released and cannot be captured', async () => {
+      const clock = manualClock()
+      const guard = await guards.guard({ clock })
+      await guard.allocate('t1', { total: 100n, ...USDC })
+      const hold = await guard.reserve('t1', 60n, { ttlMs: 1000 })
+      expect(hold.expiresAt).toBe(clock() + 1000)
+      clock.advance(999)
+      expect(await guard.get('t1')).toMatchObject({ reserved: 60n })
+      clock.advance(1)
+      expect(await guard.check('t1', 100n)).toEqual({ allowed: true, remaining: 100n })
+      const error = await guard.capture(hold.id, 60n).catch((e) => e)
+      expect(error).toBeInstanceOf(HoldNotOpenError)
+      expect(error.status).toBe('expired')
+      expect((await guard.journal({ taskId: 't1' })).map((j) => j.kind)).toEqual(['allocate', 'reserve', 'expire'])
+    })
+
+    test('behavior: holds expire with nobody touching the budget', async () => {
+      const guard = await guards.guard({ expirySweepMs: 20 })
+      await guard.allocate('t1', { total: 100n, ...USDC })
+      await guard.reserve('t1', 60n, { ttlMs: 50 })
+      const deadline = Date.now() + 5_000
+      let kinds: string[] = []
+      while (Date.now() < deadline) {
+        // The journal is a plain read: it never expires anything by itself.
+        kinds = (await guard.journal({ taskId: 't1' })).map((j) => j.kind)
+        if (kinds.includes('expire')) break
+        await new Promise((r) => setTimeout(r, 20))
+      }
+      expect(kinds).toEqual(['allocate', 'reserve', 'expire'])
+    })
+
+    test('behavior: exhausted is derived, not a latch', async () => {
+      const guard = await guards.guard()
+      await guard.allocate('t1', { total: 100n, ...USDC })
+      const hold = await guard.reserve('t1', 100n)
+      expect((await guard.get('t1')).status).toBe('exhausted')
+      expect(await guard.list({ status: 'exhausted' })).toHaveLength(1)
+      await guard.release(hold.id)
+      expect((await guard.get('t1')).status).toBe('active')
+      expect(await guard.list({ status: 'active' })).toHaveLength(1)
+    })
+  })
+
+  describe('progress, burn rate, forecast', () => {
+    test('default', async () => {
+      const clock = manualClock()
+      const guard = await guards.guard({ clock })
+      await guard.allocate('t1', { total: 1_000n, ...USDC })
+      expect(await guard.forecast('t1')).toEqual({ projected: null, exceedsTotal: false })
+      clock.advance(120_000)
+      await guard.record('t1', { amount: 300n })
+      expect(await guard.burnRate('t1')).toBe(150n)
+      expect((await guard.setProgress('t1', 0.25)).progress).toBe(0.25)
+      expect(await guard.forecast('t1')).toEqual({ projected: 1_200n, exceedsTotal: true })
+      await guard.setProgress('t1', 0.5)
+      expect(await guard.forecast('t1')).toEqual({ projected: 600n, exceedsTotal: false })
+      for (const bad of [-0.1, 1.01, Number.NaN, '0.5'])
+        await expect(guard.setProgress('t1', bad as number)).rejects.toBeInstanceOf(InvalidArgumentError)
+    })
+  })
+
+  describe('risk assessor', () => {
+    test('behavior: consulted by check, reserve and record; can deny with a reason', async () => {
+      const seen: RiskContext[] = []
+      const guard = await guards.guard({
+        riskAssessor: (context) => {
+          seen.push(context)
+          return context.amount > 50n || context.peer === 'evil' ? { allow: false, reason: 'too risky' } : { allow: true }
+        },
+      })
+      await guard.allocate('t1', { total: 1_000n, ...USDC })
+      expect(await guard.check('t1', 10n)).toEqual({ allowed: true, remaining: 1_000n })
+      expect(await guard.check('t1', 60n)).toEqual({ allowed: false, reason: 'risk', detail: 'too risky', remaining: 1_000n })
+      const denied = await guard.reserve('t1', 60n).catch((e) => e)
+      expect(denied).toBeInstanceOf(RiskDeniedError)
+      expect(denied).toMatchObject({ code: 'RISK_DENIED', taskId: 't1', requested: 60n, reason: 'too risky' })
+      await expect(guard.record('t1', { amount: 5n, peer: 'evil' })).rejects.toBeInstanceOf(RiskDeniedError)
+      await guard.reserve('t1', 5n)
+      await guard.record('t1', { amount: 5n, peer: 'good' })
+      expect(seen.map((c) => c.operation)).toEqual(['check', 'check', 'reserve', 'record', 'reserve', 'record'])
+      expect(seen[3]).toMatchObject({ taskId: 't1', amount: 5n, peer: 'evil' })
+      expect(seen[3]?.budget.total).toBe(1_000n)
+      expect(await guard.get('t1')).toMatchObject({ spent: 5n, reserved: 5n })
+    })
+  })
+
+  describe('journal and verify', () => {
+    test('behavior: every mutation is journaled with strictly increasing seq', async () => {
+      const guard = await guards.guard()
+      await guard.allocate('a', { total: 100n, ...USDC })
+      await guard.allocate('b', { total: 100n, ...USDC })
+      const h = await guard.reserve('a', 10n)
+      await guard.capture(h.id, 7n)
+      await guard.record('b', { amount: 3n })
+      const all = await guard.journal()
+      expect(all.map((j) => j.kind)).toEqual(['allocate', 'allocate', 'reserve', 'capture', 'record'])
+      for (let i = 1; i < all.length; i++) expect((all[i] as { seq: bigint }).seq).toBeGreaterThan((all[i - 1] as { seq: bigint }).seq)
+      expect(all[3]).toMatchObject({ taskId: 'a', amount: 7n, holdId: h.id, source: 'offchain', after: { spent: 7n, reserved: 0n } })
+      expect(await guard.journal({ taskId: 'b' })).toHaveLength(2)
+      expect(await guard.journal({ afterSeq: all[2]?.seq, limit: 1 })).toEqual([all[3]])
+    })
+
+    test('behavior: verify reports a ledger that does not match its journal', async () => {
+      if (target.name !== 'sqlite') return
+      const url = await guards.url()
+      const { createGuard } = await import('../src/index.ts')
+      const guard = await createGuard({ db: url })
+      await guard.allocate('t1', { total: 100n, ...USDC })
+      await guard.record('t1', { amount: 10n })
+      expect(await guard.verify()).toEqual({ ok: true, problems: [] })
+      const raw = new Database(url.slice('sqlite:'.length))
+      raw.prepare("update budgets set spent = '11' where task_id = 't1'").run()
+      raw.close()
+      const result = await guard.verify()
+      expect(result.ok).toBe(false)
+      expect(result.problems).toContain('t1: spent 11, journal replay gives 10')
+      expect(result.problems).toContain('t1: spent 11, live entries add up to 10')
+      await guard.destroy()
+    })
+  })
+
+  describe('group commit', () => {
+    test('behavior: concurrent callers share transactions and each gets its own answer', async () => {
+      const guard = await guards.guard()
+      await guard.allocate('t1', { total: 1_000n, ...USDC })
+      const outcomes = await Promise.allSettled(Array.from({ length: 300 }, () => guard.reserve('t1', 7n)))
+      const ok = outcomes.filter((o) => o.status === 'fulfilled')
+      const denied = outcomes.filter((o) => o.status === 'rejected')
+      expect(ok).toHaveLength(142)
+      expect(denied).toHaveLength(158)
+      for (const d of denied) expect((d as PromiseRejectedResult).reason).toMatchObject({ name: 'BudgetExceededError', remaining: 6n })
+      expect(await guard.get('t1')).toMatchObject({ reserved: 994n, remaining: 6n, openHolds: 142 })
+      const stats = guard.internal.writerStats()
+      expect(stats.batches).toBeLessThan(stats.operations / 10)
+      expect(await guard.verify()).toEqual({ ok: true, problems: [] })
+    })
+  })
+
+  describe('alerts', () => {
+    test('behavior: each threshold fires once per upward crossing and re-arms below it', async () => {
+      const guard = await guards.guard()
+      const alerts: AlertEvent[] = []
+      const exhausted: unknown[] = []
+      const overspent: unknown[] = []
+      guard.on('alert', (a) => void alerts.push(a))
+      guard.on('exhausted', (e) => void exhausted.push(e))
+      guard.on('overspent', (e) => void overspent.push(e))
+      await guard.allocate('t1', { total: 100n, ...USDC })
+      await guard.record('t1', { amount: 49n })
+      await guard.flushAlerts()
+      expect(alerts).toEqual([])
+      await guard.record('t1', { amount: 1n })
+      await guard.record('t1', { amount: 10n })
+      await guard.flushAlerts()
+      expect(alerts.map((a) => a.threshold)).toEqual([0.5])
+      expect(alerts[0]).toMatchObject({ taskId: 't1', spent: 50n, total: 100n })
+      expect(alerts[0]?.id).toMatch(/^ev_/)
+      // An on-chain spend, then its reversal by a reorg: spent falls back below 0.8 and 0.5.
+      const chain = { chainId: 31337, blockNumber: 5n, blockHash: `0x${'11'.repeat(32)}`, txHash: `0x${'22'.repeat(32)}`, logIndex: 0, confirmed: false } as const
+      const entry = await guard.internal.submit((ctx) =>
+        rules.applyChainSpend(ctx, { taskId: 't1', amount: 45n, ref: `0x${'00'.repeat(32)}`, to: '0xabc', chain }),
+      )
+      await guard.flushAlerts()
+      expect(alerts.map((a) => a.threshold)).toEqual([0.5, 0.8, 0.95])
+      expect(exhausted).toHaveLength(1)
+      expect(overspent).toHaveLength(1)
+      expect(overspent[0]).toMatchObject({ spent: 105n, total: 100n, overspent: 5n })
+      await guard.internal.submit((ctx) => rules.revertChainSpend(ctx, entry.id))
+      expect(await guard.get('t1')).toMatchObject({ spent: 60n, status: 'active' })
+      await guard.record('t1', { amount: 25n })
+      await guard.flushAlerts()
+      expect(alerts.map((a) => a.threshold)).toEqual([0.5, 0.8, 0.95, 0.8])
+      expect(new Set(alerts.map((a) => a.id)).size).toBe(4)
+      expect(await guard.verify()).toEqual({ ok: true, problems: [] })
+    })
+
+    test('behavior: a throwing or slow handler never fails or delays a payment', async () => {
+      const failures: unknown[] = []
+      const guard = await guards.guard({ alerts: { attemptsMax: 2 }, onHandlerError: (e) => void failures.push(e) })
+      let calls = 0
+      guard.on('alert', () => {
+        calls++
+        throw new Error('handler broke')
+      })
+      guard.on('alert', () => new Promise((r) => setTimeout(r, 2_000)))
+      await guard.allocate('t1', { total: 100n, ...USDC })
+      const started = Date.now()
+      await guard.record('t1', { amount: 60n })
+      expect(Date.now() - started).toBeLessThan(1_000)
+      await guard.flushAlerts()
+      expect(calls).toBe(2)
+      expect(failures).toHaveLength(1)
+    })
+  })
+})
