@@ -55,7 +55,7 @@ describe.each(storeTargets)('processes on $name', (target) => {
     const url = await guards.url()
     const guard = await createGuard({ db: url })
     await guard.allocate('race', { total: 1_000_000n, ...USDC })
-    const holds = []
+    const holds: string[] = []
     for (let i = 0; i < 60; i++) holds.push((await guard.reserve('race', 10n)).id)
     const workers = Array.from({ length: 4 }, (_, i) =>
       startWorker({ kind: 'settle', db: url, holds, callers: 10, amount: String(5 + i) }),

@@ -1,4 +1,4 @@
-import { randomBytes, randomUUID } from 'node:crypto'
+import { randomBytes } from 'node:crypto'
 import { reaches, toFraction } from './amount.ts'
 import {
   BudgetClosedError,
@@ -84,7 +84,17 @@ export function isExhausted(b: Pick<BudgetRow, 'total' | 'spent' | 'reserved'>):
   return balance(b).remaining === 0n || b.spent >= b.total
 }
 
-const newId = (prefix: string) => `${prefix}_${randomUUID().replaceAll('-', '')}`
+let idCounter = 0
+/**
+ * Ids that sort in creation order within a process: milliseconds, a counter, then
+ * random bits so that processes never collide.
+ */
+const newId = (prefix: string) => {
+  idCounter = (idCounter + 1) % 0x1000000
+  const time = Date.now().toString(16).padStart(12, '0')
+  const counter = idCounter.toString(16).padStart(6, '0')
+  return `${prefix}_${time}${counter}${randomBytes(8).toString('hex')}`
+}
 export const newRef = () => `0x${randomBytes(32).toString('hex')}`
 
 /** A canonical signature of a call's parameters; equal parameters, equal strings. */

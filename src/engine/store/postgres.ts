@@ -1,4 +1,4 @@
-import { Kysely, Migrator, PostgresDialect } from 'kysely'
+import { Kysely, Migrator, PostgresDialect, sql } from 'kysely'
 import pg from 'pg'
 import { budgets as budgetCodec, outbox as outboxCodec } from './codec.ts'
 import { type Database as Schema, migrations } from './schema.ts'
@@ -146,7 +146,14 @@ async function connect(connectionString: string): Promise<pg.Client> {
 }
 
 async function migrate(db: Kysely<Schema>): Promise<void> {
-  const migrator = new Migrator({ db, provider: migrations('postgres') })
+  // kysely's own tables live in the schema the connection writes to (search_path may name
+  // a schema per tenant); looking for them elsewhere would find another schema's.
+  const { rows } = await sql<{ schema: string }>`select current_schema() as schema`.execute(db)
+  const migrator = new Migrator({
+    db,
+    provider: migrations('postgres'),
+    migrationTableSchema: rows[0]?.schema ?? 'public',
+  })
   for (let attempt = 0; ; attempt++) {
     const { error } = await migrator.migrateToLatest()
     if (!error) return
