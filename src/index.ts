@@ -19,3 +19,16 @@ export * from './engine/errors.ts'
 export type * from './engine/types.ts'
 export type { VerifyResult } from './engine/verify.ts'
 export { defaultDbUrl } from './engine/store/index.ts'
+export { createTracker } from './onchain/tracker.ts'
+export type { BindParameters, CreateTrackerParameters, SyncProgress, SyncResult, Tracker, TrackerStatus } from './onchain/tracker.ts'
+export { ChainMismatchError, ReorgTooDeepError, RpcFailedError } from './onchain/errors.ts'
+export { decodeSpendLog, spendRecordedTopic } from './onchain/decode.ts'
+export type { RpcLog, SpendLog } from './onchain/decode.ts'
+export {
+  minimalAccountAbi,
+  minimalAccountBytecode,
+  mockErc20Abi,
+  mockErc20Bytecode,
+  spendingHookAbi,
+  spendingHookBytecode,
+} from './onchain/abi.generated.ts'

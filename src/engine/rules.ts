@@ -562,7 +562,11 @@ export async function applyChainSpend(ctx: RuleContext, input: ChainSpendInput):
   {
     const b = await loadBudget(ctx, input.taskId)
     const hold = await ctx.tx.holdByRef(input.ref)
-    const entryId = `chain_${input.chain.chainId}_${input.chain.blockHash}_${input.chain.logIndex}`
+    // Keyed by chain, block hash and log index; a log that comes back after a reorg
+    // undid it (its block canonical again) gets a fresh entry beside the reverted one.
+    const base = `chain_${input.chain.chainId}_${input.chain.blockHash}_${input.chain.logIndex}`
+    let entryId = base
+    for (let n = 1; await ctx.tx.entry(entryId); n++) entryId = `${base}_${n}`
     const fields = { amount: input.amount, entryId, peer: input.to, tool: null, reason: null, at: null }
     if (hold && hold.taskId === b.taskId && hold.status === 'open') {
       const settleSig = signature({ amount: input.amount, id: entryId, peer: input.to })

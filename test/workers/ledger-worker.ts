@@ -10,13 +10,14 @@
  * - records: `callers` concurrent loops recording entries with ids `${prefix}-${n}` until killed.
  */
 import { writeSync } from 'node:fs'
-import { createGuard } from '../../src/index.ts'
+import { createGuard, createTracker } from '../../src/index.ts'
 
 type Job =
   | { kind: 'hammer'; db: string; taskId: string; callers: number; opsPerCaller: number; seed: number }
   | { kind: 'settle'; db: string; holds: string[]; callers: number; amount: string }
   | { kind: 'records'; db: string; taskId: string; callers: number; prefix: string }
   | { kind: 'alerts'; db: string; taskId: string; amount: string }
+  | { kind: 'sync'; db: string; rpcUrl: string; chainId: number; hook: `0x${string}`; account: `0x${string}`; token: `0x${string}`; fromBlock: string }
 
 const job = JSON.parse(process.argv[2] as string) as Job
 const expected = new Set(['BudgetExceededError', 'HoldNotOpenError'])
@@ -108,6 +109,20 @@ if (job.kind === 'hammer') {
       }
     }),
   )
+} else if (job.kind === 'sync') {
+  // Backfill in small pages, one committed transaction each, saying so after each commit.
+  const tracker = createTracker({
+    guard,
+    rpcUrl: job.rpcUrl,
+    chainId: job.chainId,
+    hook: job.hook,
+    fromBlock: BigInt(job.fromBlock),
+    reorgDepthMax: 4,
+    pageBlocks: { initialBlocks: 2, maxBlocks: 2 },
+    onProgress: (p) => say({ op: 'page', cursor: p.cursor, logs: p.logs }),
+  })
+  await tracker.bind({ account: job.account, taskId: 'agent', token: job.token })
+  await tracker.syncOnce()
 } else if (job.kind === 'alerts') {
   // Commit a change that raises alerts, say so, then hang until killed: nobody delivers.
   guard.on('alert', () => new Promise(() => {}))

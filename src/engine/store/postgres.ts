@@ -1,5 +1,6 @@
 import { Kysely, Migrator, PostgresDialect, sql } from 'kysely'
 import pg from 'pg'
+import { createChainReads } from './chain-reads.ts'
 import { budgets as budgetCodec, outbox as outboxCodec } from './codec.ts'
 import { type Database as Schema, migrations } from './schema.ts'
 import { type Executor, type Params, type Raw, createStoreTx, statements } from './statements.ts'
@@ -90,6 +91,7 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
   return {
     dialect: 'postgres',
     db,
+    chain: createChainReads(db),
     transaction(fn) {
       const run = tail.then(() => runTransaction(fn))
       tail = run.catch(() => {})

@@ -1,6 +1,7 @@
 import Database from 'better-sqlite3'
 import { Kysely, Migrator, SqliteDialect } from 'kysely'
 import { InvariantViolationError } from '../errors.ts'
+import { createChainReads } from './chain-reads.ts'
 import { budgets as budgetCodec, outbox as outboxCodec } from './codec.ts'
 import { type Database as Schema, migrations } from './schema.ts'
 import { type Executor, type Params, type Raw, createStoreTx, statements } from './statements.ts'
@@ -97,6 +98,7 @@ export async function createSqliteStore(options: SqliteStoreOptions): Promise<St
   const store: Store = {
     dialect: 'sqlite',
     db,
+    chain: createChainReads(db),
     transaction(fn) {
       const run = tail.then(() => runTransaction(fn))
       tail = run.catch(() => {})

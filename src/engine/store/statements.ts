@@ -78,6 +78,10 @@ export function statements(dialect: StoreDialect) {
     confirmEntriesUpTo:
       'update entries set confirmed = 1 where chain_id = ? and confirmed = 0 and reverted = 0 and block_number <= ?',
     binding: 'select * from bindings where chain_id = ? and hook = ? and account = ? and sender = ?',
+    saveBinding:
+      insert(codec.bindings as codec.TableCodec<unknown>) +
+      ' on conflict (chain_id, hook, account, sender) do update set task_id = excluded.task_id, token = excluded.token, created_at = excluded.created_at',
+    deleteBinding: 'delete from bindings where chain_id = ? and hook = ? and account = ? and sender = ?',
   }
   return Object.fromEntries(Object.entries(s).map(([k, v]) => [k, toDialect(dialect, v)])) as typeof s
 }
@@ -114,6 +118,8 @@ export function createStoreTx(dialect: StoreDialect, exec: Executor): StoreTx {
     confirmEntriesUpTo: (chainId, upTo) => then(exec.run(q.confirmEntriesUpTo, [chainId, upTo.toString()]), ignore),
     binding: (chainId, hook, account, sender) =>
       then(exec.get(q.binding, [chainId, hook, account, sender]), one(codec.bindings.decode)),
+    saveBinding: (row) => then(exec.run(q.saveBinding, codec.bindings.encode(row)), ignore),
+    deleteBinding: (chainId, hook, account, sender) => exec.run(q.deleteBinding, [chainId, hook, account, sender]),
   }
 
   return {

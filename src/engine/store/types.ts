@@ -140,6 +140,18 @@ export interface ChainStoreTx {
   confirmLogsUpTo(chainId: number, hook: string, upToNumber: bigint): MaybePromise<void>
   confirmEntriesUpTo(chainId: number, upToNumber: bigint): MaybePromise<void>
   binding(chainId: number, hook: string, account: string, sender: string): MaybePromise<BindingRow | undefined>
+  saveBinding(row: BindingRow): MaybePromise<void>
+  deleteBinding(chainId: number, hook: string, account: string, sender: string): MaybePromise<number>
+}
+
+/** Reads of the tracker's tables (committed state). */
+export interface ChainReads {
+  status(chainId: number, hook: string): Promise<{ confirmed: number; unconfirmed: number; unbound: number; foreign: number }>
+  unassigned(chainId: number, hook: string, limit: number): Promise<ChainLogRow[]>
+  bindings(chainId: number, hook: string): Promise<BindingRow[]>
+  cursor(chainId: number, hook: string): Promise<ChainCursorRow | undefined>
+  /** Kept block hashes at or above `fromNumber`, newest first. */
+  blocks(chainId: number, hook: string, fromNumber: bigint): Promise<ChainBlockRow[]>
 }
 
 export type ChainCursorRow = {
@@ -209,6 +221,7 @@ export interface Store {
   markDelivered(ids: string[], now: number): Promise<void>
   /** Task ids having open holds that expired at or before `now`. */
   tasksWithDueHolds(now: number, limit: number): Promise<string[]>
+  readonly chain: ChainReads
   /** The earliest expiry of any open hold, or null. */
   nextExpiry(): Promise<number | null>
   destroy(): Promise<void>

@@ -1,0 +1,57 @@
+import { SpendguardError } from '../engine/errors.ts'
+
+/** A reorg reached below the block hashes the tracker keeps: it stops rather than diverge. */
+export class ReorgTooDeepError extends SpendguardError {
+  override name = 'ReorgTooDeepError'
+  override readonly code = 'REORG_TOO_DEEP'
+  readonly chainId: number
+  /** The oldest block the tracker still had a hash for. */
+  readonly oldestKnown: bigint
+  readonly reorgDepthMax: number
+  constructor({ chainId, oldestKnown, reorgDepthMax }: { chainId: number; oldestKnown: bigint; reorgDepthMax: number }) {
+    super(
+      `Reorg on chain ${chainId} reaches below block ${oldestKnown}, deeper than the ${reorgDepthMax} blocks kept; the tracker stopped.`,
+      { details: 'Raise reorgDepthMax, or rebuild the chain state from a block below the fork.' },
+    )
+    this.chainId = chainId
+    this.oldestKnown = oldestKnown
+    this.reorgDepthMax = reorgDepthMax
+  }
+}
+
+/** The RPC endpoint serves another chain than the tracker was configured for. */
+export class ChainMismatchError extends SpendguardError {
+  override name = 'ChainMismatchError'
+  override readonly code = 'CHAIN_MISMATCH'
+  readonly expected: number
+  readonly actual: number
+  constructor({ expected, actual }: { expected: number; actual: number }) {
+    super(`RPC serves chain ${actual}, the tracker follows chain ${expected}.`)
+    this.expected = expected
+    this.actual = actual
+  }
+}
+
+/** An RPC request still failed after every retry. */
+export class RpcFailedError extends SpendguardError {
+  override name = 'RpcFailedError'
+  override readonly code = 'RPC_FAILED'
+  readonly method: string
+  readonly attempts: number
+  constructor({ method, attempts, cause }: { method: string; attempts: number; cause: unknown }) {
+    super(`RPC ${method} failed after ${attempts} attempts: ${(cause as Error)?.message?.split('\n')[0] ?? cause}.`, {
+      cause,
+    })
+    this.method = method
+    this.attempts = attempts
+  }
+}
+
+/** Another process moved this chain's cursor; the batch was not applied and sync resumes from the stored cursor. */
+export class CursorMovedError extends SpendguardError {
+  override name = 'CursorMovedError'
+  override readonly code = 'CURSOR_MOVED'
+  constructor() {
+    super('The chain cursor was moved by another process.')
+  }
+}

@@ -1,0 +1,168 @@
+import { invariant } from '../engine/errors.ts'
+import * as rules from '../engine/rules.ts'
+import type { BindingRow, ChainBlockRow, ChainLogRow } from '../engine/store/types.ts'
+import type { SpendLog } from './decode.ts'
+import { CursorMovedError } from './errors.ts'
+
+/**
+ * Reconciliation: the ledger side of the tracker. Each function is one operation of the
+ * engine's writer, so a batch of logs, the block hashes that came with it and the new
+ * cursor commit in one transaction, or not at all.
+ */
+export type ChainKey = { chainId: number; hook: string }
+export type Cursor = { number: bigint; hash: string }
+
+export type ApplyBatch = ChainKey & {
+  logs: SpendLog[]
+  /** Headers of unfinalized blocks in this batch, kept to detect reorgs. */
+  blocks: ChainBlockRow[]
+  /** The cursor this batch starts from (as the tracker last read it) and ends at. */
+  from: Cursor | null
+  to: Cursor
+  /** Logs at or below this block are confirmed. */
+  confirmedUpTo: bigint
+  /** Block hashes below this number are no longer needed. */
+  pruneBelow: bigint
+}
+
+export type ApplyResult = { applied: number; duplicates: number; unbound: number; foreign: number; zero: number }
+
+const sameCursor = (a: Cursor | null, b: { blockNumber: bigint; blockHash: string } | undefined) =>
+  a === null ? b === undefined : b !== undefined && a.number === b.blockNumber && a.hash === b.blockHash
+
+export async function applyBatch(ctx: rules.RuleContext, batch: ApplyBatch): Promise<ApplyResult> {
+  const { chainId, hook } = batch
+  const stored = await ctx.tx.chain.cursor(chainId, hook)
+  // Another tracker process moved on: write nothing; the caller resumes from the stored cursor.
+  if (!sameCursor(batch.from, stored)) throw new CursorMovedError()
+
+  const result: ApplyResult = { applied: 0, duplicates: 0, unbound: 0, foreign: 0, zero: 0 }
+  const bindings = new Map<string, BindingRow | null>()
+  const bindingOf = async (account: string, sender: string) => {
+    const key = `${account}:${sender}`
+    let binding = bindings.get(key)
+    if (binding === undefined) {
+      binding =
+        (await ctx.tx.chain.binding(chainId, hook, account, sender)) ??
+        (await ctx.tx.chain.binding(chainId, hook, account, '')) ??
+        null
+      bindings.set(key, binding)
+    }
+    return binding
+  }
+
+  for (const log of batch.logs) {
+    if (await ctx.tx.chain.log(chainId, log.blockHash, log.logIndex)) {
+      result.duplicates++
+      continue
+    }
+    const binding = await bindingOf(log.account, log.sender)
+    const row: ChainLogRow = {
+      chainId,
+      hook,
+      blockHash: log.blockHash,
+      logIndex: log.logIndex,
+      blockNumber: log.blockNumber,
+      txHash: log.txHash,
+      account: log.account,
+      token: log.token,
+      sender: log.sender,
+      to: log.to,
+      amount: log.amount,
+      ref: log.ref,
+      disposition: 'applied',
+      taskId: binding?.taskId ?? null,
+      entryId: null,
+      holdId: null,
+      confirmed: log.blockNumber <= batch.confirmedUpTo,
+    }
+    if (!binding) {
+      row.disposition = 'unbound'
+      result.unbound++
+    } else if (binding.token !== log.token) {
+      // Another token than the one carrying the task's asset: never summed into the budget.
+      row.disposition = 'foreign'
+      result.foreign++
+    } else if (log.amount === 0n) {
+      result.zero++
+    } else {
+      const entry = await rules.applyChainSpend(ctx, {
+        taskId: binding.taskId,
+        amount: log.amount,
+        ref: log.ref,
+        to: log.to,
+        chain: {
+          chainId,
+          blockNumber: log.blockNumber,
+          blockHash: log.blockHash,
+          txHash: log.txHash,
+          logIndex: log.logIndex,
+          confirmed: row.confirmed,
+        },
+      })
+      row.entryId = entry.id
+      row.holdId = entry.holdId
+      result.applied++
+    }
+    await ctx.tx.chain.insertLog(row)
+  }
+  for (const block of batch.blocks) await ctx.tx.chain.insertBlock(block)
+  await ctx.tx.chain.saveCursor({
+    chainId,
+    hook,
+    blockNumber: batch.to.number,
+    blockHash: batch.to.hash,
+    updatedAt: ctx.now,
+  })
+  await confirm(ctx, batch)
+  await ctx.tx.chain.pruneBlocksBelow(chainId, hook, batch.pruneBelow)
+  return result
+}
+
+async function confirm(ctx: rules.RuleContext, key: ChainKey & { confirmedUpTo: bigint }): Promise<void> {
+  if (key.confirmedUpTo < 0n) return
+  await ctx.tx.chain.confirmLogsUpTo(key.chainId, key.hook, key.confirmedUpTo)
+  await ctx.tx.chain.confirmEntriesUpTo(key.chainId, key.confirmedUpTo)
+}
+
+export type Rollback = ChainKey & { expected: Cursor; ancestor: Cursor }
+
+/**
+ * Undoes every log above `ancestor` (newest first): their spends leave the budgets,
+ * captured holds open again, thresholds re-arm. The cursor moves back to the ancestor.
+ */
+export async function rollback(ctx: rules.RuleContext, r: Rollback): Promise<{ reverted: number; removed: number }> {
+  const { chainId, hook } = r
+  const stored = await ctx.tx.chain.cursor(chainId, hook)
+  if (!sameCursor(r.expected, stored)) throw new CursorMovedError()
+  invariant(r.ancestor.number <= r.expected.number, 'rollback ancestor above the cursor')
+  const orphaned = await ctx.tx.chain.logsFrom(chainId, hook, r.ancestor.number + 1n)
+  let reverted = 0
+  for (const log of orphaned)
+    if (log.disposition === 'applied' && log.entryId !== null) {
+      await rules.revertChainSpend(ctx, log.entryId)
+      reverted++
+    }
+  await ctx.tx.chain.deleteLogsFrom(chainId, hook, r.ancestor.number + 1n)
+  await ctx.tx.chain.deleteBlocksFrom(chainId, hook, r.ancestor.number + 1n)
+  await ctx.tx.chain.saveCursor({
+    chainId,
+    hook,
+    blockNumber: r.ancestor.number,
+    blockHash: r.ancestor.hash,
+    updatedAt: ctx.now,
+  })
+  return { reverted, removed: orphaned.length }
+}
+
+export async function saveBinding(ctx: rules.RuleContext, row: BindingRow): Promise<BindingRow> {
+  await ctx.tx.chain.saveBinding(row)
+  return row
+}
+
+export async function deleteBinding(
+  ctx: rules.RuleContext,
+  key: ChainKey & { account: string; sender: string },
+): Promise<boolean> {
+  return (await ctx.tx.chain.deleteBinding(key.chainId, key.hook, key.account, key.sender)) > 0
+}

@@ -1,0 +1,464 @@
+import PQueue from 'p-queue'
+import { type PublicClient, getAddress, isAddress } from 'viem'
+import type { Guard } from '../engine/guard.ts'
+import { InvalidArgumentError } from '../engine/errors.ts'
+import type { BindingRow, ChainBlockRow, ChainLogRow } from '../engine/store/types.ts'
+import { type SpendLog, decodeSpendLog, spendRecordedTopic } from './decode.ts'
+import { ChainMismatchError, CursorMovedError, ReorgTooDeepError } from './errors.ts'
+import { type PagePolicy, defaultPagePolicy, grow, isRangeError, shrink } from './range.ts'
+import * as reconcile from './reconcile.ts'
+import { type BlockHeader, type RpcOptions, createRpcClient, getChainId, getHeader, getRawLogs } from './rpc.ts'
+
+export type CreateTrackerParameters = {
+  guard: Guard
+  /** JSON-RPC endpoint; or pass a viem `client`. */
+  rpcUrl?: string | undefined
+  client?: PublicClient | undefined
+  chainId: number
+  /** The SpendingHook whose `SpendRecorded` logs are followed; any other emitter is ignored. */
+  hook: `0x${string}`
+  /** First block to read when no cursor is stored yet (default 0). */
+  fromBlock?: bigint | undefined
+  /** Depth at which a log counts as confirmed (default 12). */
+  confirmations?: number | undefined
+  /** How often `start()` polls for new blocks (default 2000 ms). */
+  pollIntervalMs?: number | undefined
+  /** Blocks of hashes kept to undo reorgs; a deeper reorg stops the tracker (default 64). */
+  reorgDepthMax?: number | undefined
+  /** getLogs and header requests in flight, at most (default 4). */
+  rpcConcurrency?: number | undefined
+  rpcTimeoutMs?: number | undefined
+  /** Attempts per RPC request before its error surfaces (default 8). */
+  rpcAttemptsMax?: number | undefined
+  rpcRetryDelayMs?: number | undefined
+  /** Page sizes in blocks for backfill: first, smallest, largest. */
+  pageBlocks?: Partial<PagePolicy> | undefined
+  onProgress?: ((progress: SyncProgress) => void) | undefined
+  /** Called when `start()`'s loop meets an error; fatal errors also stop the loop. */
+  onError?: ((error: unknown) => void) | undefined
+}
+
+export type SyncProgress = {
+  phase: 'backfill' | 'follow'
+  fromBlock: bigint
+  toBlock: bigint
+  /** Last block committed to the ledger. */
+  cursor: bigint
+  logs: number
+  elapsedMs: number
+}
+
+export type SyncResult = {
+  fromBlock: bigint
+  toBlock: bigint
+  head: bigint
+  logs: number
+  applied: number
+  duplicates: number
+  unbound: number
+  foreign: number
+  reorgs: number
+  reverted: number
+}
+
+export type TrackerStatus = {
+  chainId: number
+  hook: `0x${string}`
+  running: boolean
+  cursor: { blockNumber: bigint; blockHash: string } | null
+  head: bigint | null
+  lagBlocks: bigint | null
+  confirmed: number
+  unconfirmed: number
+  unassigned: { unbound: number; foreign: number; recent: ChainLogRow[] }
+  error: Error | null
+}
+
+export type BindParameters = {
+  account: `0x${string}`
+  sender?: `0x${string}` | undefined
+  taskId: string
+  /** The token contract carrying the task's asset on this chain; the zero address for native. */
+  token: `0x${string}`
+}
+
+export type Tracker = {
+  bind(parameters: BindParameters): Promise<BindingRow>
+  unbind(parameters: { account: `0x${string}`; sender?: `0x${string}` | undefined }): Promise<boolean>
+  bindings(): Promise<BindingRow[]>
+  syncOnce(): Promise<SyncResult>
+  start(): void
+  stop(): Promise<void>
+  status(): Promise<TrackerStatus>
+}
+
+/** The chain moved under a pass (a reorg, or blocks replaced between two requests). */
+class ChainMoved extends Error {
+  constructor(readonly atCursor: boolean) {
+    super('chain moved')
+  }
+}
+
+const passesMax = 32
+const recentUnassignedMax = 20
+
+/**
+ * Follows the `SpendRecorded` logs of one SpendingHook on one chain and reconciles them into
+ * the guard's ledger, exactly once, across reorgs, restarts and failing RPC nodes.
+ *
+ * @example
+ * import { createGuard, createTracker } from 'spendguard'
+ *
+ * const guard = await createGuard()
+ * const tracker = createTracker({ guard, rpcUrl: 'http://127.0.0.1:8545', chainId: 31337, hook })
+ * await tracker.bind({ account, taskId: 'task-1', token: usdc })
+ * await tracker.syncOnce()
+ * tracker.start()
+ */
+export function createTracker(parameters: CreateTrackerParameters): Tracker {
+  const p = parameters
+  if (!p || typeof p !== 'object') throw new InvalidArgumentError({ argument: 'parameters', value: p, reason: 'an object' })
+  const guard = p.guard
+  if (!Number.isSafeInteger(p.chainId) || p.chainId <= 0)
+    throw new InvalidArgumentError({ argument: 'chainId', value: p.chainId, reason: 'a positive integer' })
+  if (typeof p.hook !== 'string' || !isAddress(p.hook, { strict: false }))
+    throw new InvalidArgumentError({ argument: 'hook', value: p.hook, reason: 'an address' })
+  const hook = p.hook.toLowerCase() as `0x${string}`
+  const chainId = p.chainId
+  const fromBlock = p.fromBlock ?? 0n
+  if (typeof fromBlock !== 'bigint' || fromBlock < 0n)
+    throw new InvalidArgumentError({ argument: 'fromBlock', value: fromBlock, reason: 'a bigint ≥ 0' })
+  const confirmations = BigInt(nonNegative('confirmations', p.confirmations ?? 12))
+  const reorgDepthMax = nonNegative('reorgDepthMax', p.reorgDepthMax ?? 64)
+  const pollIntervalMs = nonNegative('pollIntervalMs', p.pollIntervalMs ?? 2_000)
+  const rpcConcurrency = Math.max(1, nonNegative('rpcConcurrency', p.rpcConcurrency ?? 4))
+  const policy: PagePolicy = { ...defaultPagePolicy, ...p.pageBlocks }
+  const rpcOptions: RpcOptions = { attemptsMax: p.rpcAttemptsMax, retryDelayMs: p.rpcRetryDelayMs }
+  if (!p.client && !p.rpcUrl) throw new InvalidArgumentError({ argument: 'rpcUrl', value: p.rpcUrl, reason: 'an RPC URL or a client' })
+  const client = p.client ?? createRpcClient(p.rpcUrl as string, { timeoutMs: p.rpcTimeoutMs })
+  const store = guard.internal.store
+  const key = { chainId, hook }
+
+  let pageBlocks = policy.initialBlocks
+  let chainChecked = false
+  let lastHead: bigint | null = null
+  let lastError: Error | null = null
+  let running: Promise<SyncResult> | undefined
+  let loop: Promise<void> | undefined
+  let stopping = false
+  let wake: (() => void) | undefined
+
+  async function ensureChain(): Promise<void> {
+    if (chainChecked) return
+    const actual = await getChainId(client, rpcOptions)
+    if (actual !== chainId) throw new ChainMismatchError({ expected: chainId, actual })
+    chainChecked = true
+  }
+
+  /** Logs of `[from, to]`; a range the provider refuses is split in halves, never skipped. */
+  async function fetchRange(from: bigint, to: bigint): Promise<SpendLog[]> {
+    try {
+      const raw = await getRawLogs(client, { address: hook, topic: spendRecordedTopic, fromBlock: from, toBlock: to }, rpcOptions)
+      pageBlocks = grow(pageBlocks, policy)
+      const out: SpendLog[] = []
+      for (const log of raw) {
+        const decoded = decodeSpendLog(log, hook)
+        // Only logs of the asked range count; anything else a node returns is not ours.
+        if (decoded && decoded.blockNumber >= from && decoded.blockNumber <= to) out.push(decoded)
+      }
+      return out
+    } catch (error) {
+      if (!isRangeError(error) || from === to) throw error
+      pageBlocks = Math.min(pageBlocks, shrink(Number(to - from + 1n), policy))
+      const mid = from + (to - from) / 2n
+      const left = await fetchRange(from, mid)
+      const right = await fetchRange(mid + 1n, to)
+      return left.concat(right)
+    }
+  }
+
+  function blockRow(h: BlockHeader): ChainBlockRow {
+    return { chainId, hook, number: h.number, hash: h.hash, parentHash: h.parentHash }
+  }
+
+  function sortLogs(logs: SpendLog[]): SpendLog[] {
+    return logs.sort((a, b) => (a.blockNumber === b.blockNumber ? a.logIndex - b.logIndex : a.blockNumber < b.blockNumber ? -1 : 1))
+  }
+
+  async function storedCursor(): Promise<reconcile.Cursor | null> {
+    const c = await store.chain.cursor(chainId, hook)
+    return c ? { number: c.blockNumber, hash: c.blockHash } : null
+  }
+
+  function emptyResult(from: bigint, head: bigint): SyncResult {
+    return { fromBlock: from, toBlock: from - 1n, head, logs: 0, applied: 0, duplicates: 0, unbound: 0, foreign: 0, reorgs: 0, reverted: 0 }
+  }
+
+  function add(result: SyncResult, applied: reconcile.ApplyResult, logs: number, to: bigint): void {
+    result.logs += logs
+    result.applied += applied.applied
+    result.duplicates += applied.duplicates
+    result.unbound += applied.unbound
+    result.foreign += applied.foreign
+    result.toBlock = to
+  }
+
+  /** One pass from the stored cursor to the head. Throws ChainMoved when a reorg shows. */
+  async function pass(result: SyncResult): Promise<void> {
+    const head = await getHeader(client, 'latest', rpcOptions)
+    if (!head) throw new Error('the node returned no latest block')
+    lastHead = head.number
+    result.head = head.number
+    let cursor = await storedCursor()
+    if (cursor) {
+      if (cursor.number > head.number) throw new ChainMoved(true)
+      if (cursor.number + BigInt(reorgDepthMax) > head.number) {
+        const at = await getHeader(client, cursor.number, rpcOptions)
+        if (!at || at.hash !== cursor.hash) throw new ChainMoved(true)
+      }
+    }
+    const start = cursor ? cursor.number + 1n : fromBlock
+    // A fresh start keeps the block before `fromBlock` as the base a reorg can fall back to.
+    let pending: ChainBlockRow[] = []
+    if (!cursor && fromBlock > 0n) {
+      const base = await getHeader(client, fromBlock - 1n, rpcOptions)
+      if (base) pending = [blockRow(base)]
+    }
+    const takePending = () => {
+      const rows = pending
+      pending = []
+      return rows
+    }
+    if (result.toBlock < result.fromBlock) {
+      result.fromBlock = start
+      result.toBlock = start - 1n
+    }
+    const finalHead = head.number - BigInt(reorgDepthMax)
+    const confirmedUpTo = head.number - confirmations
+    const pruneBelow = finalHead
+    const began = Date.now()
+
+    // Final blocks: pages fetched in parallel, applied strictly in block order.
+    if (start <= finalHead) {
+      const queue = new PQueue({ concurrency: rpcConcurrency })
+      type Page = { from: bigint; to: bigint; logs: SpendLog[]; header: BlockHeader }
+      const inflight: Promise<Page>[] = []
+      let next = start
+      const schedule = () => {
+        while (inflight.length < rpcConcurrency * 2 && next <= finalHead) {
+          const a = next
+          const b = a + BigInt(pageBlocks) - 1n < finalHead ? a + BigInt(pageBlocks) - 1n : finalHead
+          next = b + 1n
+          const page = queue.add(async () => {
+            const [logs, header] = await Promise.all([fetchRange(a, b), getHeader(client, b, rpcOptions)])
+            if (!header) throw new Error(`the node has no block ${b}`)
+            return { from: a, to: b, logs, header }
+          }) as Promise<Page>
+          page.catch(() => {})
+          inflight.push(page)
+        }
+      }
+      schedule()
+      try {
+        while (inflight.length > 0) {
+          const page = await (inflight.shift() as Promise<Page>)
+          const logs = sortLogs(page.logs)
+          const applied = await guard.internal.submit((ctx) =>
+            reconcile.applyBatch(ctx, {
+              ...key,
+              logs,
+              blocks: [...takePending(), blockRow(page.header)],
+              from: cursor,
+              to: { number: page.to, hash: page.header.hash },
+              confirmedUpTo,
+              pruneBelow,
+            }),
+          )
+          cursor = { number: page.to, hash: page.header.hash }
+          add(result, applied, logs.length, page.to)
+          p.onProgress?.({ phase: 'backfill', fromBlock: start, toBlock: head.number, cursor: page.to, logs: result.logs, elapsedMs: Date.now() - began })
+          if (stopping) return
+          schedule()
+        }
+      } finally {
+        queue.clear()
+      }
+    }
+
+    // Unfinalized blocks: every header kept, hash-linked to the cursor, logs checked against them.
+    const liveFrom = cursor ? cursor.number + 1n : start
+    // Nothing new: confirmations only move when the head does, with the next batch.
+    if (liveFrom > head.number) return
+    const numbers: bigint[] = []
+    for (let n = liveFrom; n <= head.number; n++) numbers.push(n)
+    const queue = new PQueue({ concurrency: rpcConcurrency })
+    const headers = await Promise.all(numbers.map((n) => queue.add(() => getHeader(client, n, rpcOptions)) as Promise<BlockHeader | undefined>))
+    const base = cursor ?? (pending[0] ? { number: pending[0].number, hash: pending[0].hash } : undefined)
+    for (const [i, h] of headers.entries()) {
+      if (!h) throw new ChainMoved(false)
+      const parent = i === 0 ? base?.hash : headers[i - 1]?.hash
+      const parentNumber = i === 0 ? base?.number : (headers[i - 1] as BlockHeader).number
+      if (parent !== undefined && parentNumber === h.number - 1n && h.parentHash !== parent) throw new ChainMoved(i === 0)
+    }
+    const logs = sortLogs(await fetchRange(liveFrom, head.number))
+    const hashes = new Map(headers.map((h) => [(h as BlockHeader).number, (h as BlockHeader).hash]))
+    // A log from a block other than the one whose header we hold: the chain moved between requests.
+    for (const log of logs) if (hashes.get(log.blockNumber) !== log.blockHash) throw new ChainMoved(false)
+    const last = headers[headers.length - 1] as BlockHeader
+    const blocks: ChainBlockRow[] = [...takePending(), ...headers.map((h) => blockRow(h as BlockHeader))]
+    const applied = await guard.internal.submit((ctx) =>
+      reconcile.applyBatch(ctx, {
+        ...key,
+        logs,
+        blocks,
+        from: cursor,
+        to: { number: last.number, hash: last.hash },
+        confirmedUpTo,
+        pruneBelow,
+      }),
+    )
+    add(result, applied, logs.length, last.number)
+    p.onProgress?.({ phase: 'follow', fromBlock: liveFrom, toBlock: head.number, cursor: last.number, logs: result.logs, elapsedMs: Date.now() - began })
+  }
+
+  /** Walks back to the newest kept block the chain still has, and rolls back everything above it. */
+  async function handleReorg(result: SyncResult): Promise<void> {
+    const cursor = await storedCursor()
+    if (!cursor) return
+    const kept = await store.chain.blocks(chainId, hook, 0n)
+    let ancestor: reconcile.Cursor | undefined
+    for (const block of kept) {
+      const header = await getHeader(client, block.number, rpcOptions)
+      if (header && header.hash === block.hash) {
+        ancestor = { number: block.number, hash: block.hash }
+        break
+      }
+    }
+    if (!ancestor) {
+      const oldest = kept.length ? (kept[kept.length - 1] as ChainBlockRow).number : cursor.number
+      throw new ReorgTooDeepError({ chainId, oldestKnown: oldest, reorgDepthMax })
+    }
+    const rolled = await guard.internal.submit((ctx) =>
+      reconcile.rollback(ctx, { ...key, expected: cursor, ancestor: ancestor as reconcile.Cursor }),
+    )
+    result.reorgs++
+    result.reverted += rolled.reverted
+  }
+
+  async function syncOnce(): Promise<SyncResult> {
+    await ensureChain()
+    const result = emptyResult(fromBlock, 0n)
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await pass(result)
+        lastError = null
+        return result
+      } catch (error) {
+        if (attempt >= passesMax) throw error
+        if (error instanceof ChainMoved) {
+          if (error.atCursor) await handleReorg(result)
+          continue
+        }
+        if (error instanceof CursorMovedError) continue
+        throw error
+      }
+    }
+  }
+
+  function serialized(): Promise<SyncResult> {
+    if (running) return running
+    running = syncOnce().finally(() => {
+      running = undefined
+    })
+    return running
+  }
+
+  return {
+    async bind(b) {
+      const o = b ?? ({} as BindParameters)
+      for (const [name, value] of [['account', o.account], ['token', o.token]] as const)
+        if (typeof value !== 'string' || !isAddress(value, { strict: false }))
+          throw new InvalidArgumentError({ argument: name, value, reason: 'an address' })
+      if (o.sender !== undefined && (typeof o.sender !== 'string' || !isAddress(o.sender, { strict: false })))
+        throw new InvalidArgumentError({ argument: 'sender', value: o.sender, reason: 'an address' })
+      await guard.get(o.taskId)
+      const row: BindingRow = {
+        chainId,
+        hook,
+        account: o.account.toLowerCase(),
+        sender: o.sender?.toLowerCase() ?? '',
+        taskId: o.taskId,
+        token: o.token.toLowerCase(),
+        createdAt: guard.internal.clock(),
+      }
+      return guard.internal.submit((ctx) => reconcile.saveBinding(ctx, row))
+    },
+    async unbind(u) {
+      if (typeof u?.account !== 'string' || !isAddress(u.account, { strict: false }))
+        throw new InvalidArgumentError({ argument: 'account', value: u?.account, reason: 'an address' })
+      const account = u.account.toLowerCase()
+      const sender = u.sender?.toLowerCase() ?? ''
+      return guard.internal.submit((ctx) => reconcile.deleteBinding(ctx, { ...key, account, sender }))
+    },
+    bindings: () => store.chain.bindings(chainId, hook),
+    syncOnce: serialized,
+    start() {
+      if (loop) return
+      stopping = false
+      loop = (async () => {
+        while (!stopping) {
+          try {
+            await serialized()
+          } catch (error) {
+            lastError = error as Error
+            p.onError?.(error)
+            if (error instanceof ReorgTooDeepError || error instanceof ChainMismatchError) {
+              stopping = true
+              break
+            }
+          }
+          if (stopping) break
+          await new Promise<void>((resolve) => {
+            const timer = setTimeout(resolve, pollIntervalMs)
+            wake = () => {
+              clearTimeout(timer)
+              resolve()
+            }
+          })
+          wake = undefined
+        }
+      })().finally(() => {
+        loop = undefined
+      })
+    },
+    async stop() {
+      stopping = true
+      wake?.()
+      await loop
+      await running?.catch(() => {})
+    },
+    async status() {
+      const cursor = await store.chain.cursor(chainId, hook)
+      const counts = await store.chain.status(chainId, hook)
+      const recent = await store.chain.unassigned(chainId, hook, recentUnassignedMax)
+      return {
+        chainId,
+        hook: getAddress(hook),
+        running: loop !== undefined,
+        cursor: cursor ? { blockNumber: cursor.blockNumber, blockHash: cursor.blockHash } : null,
+        head: lastHead,
+        lagBlocks: lastHead === null ? null : lastHead - (cursor?.blockNumber ?? fromBlock - 1n),
+        confirmed: counts.confirmed,
+        unconfirmed: counts.unconfirmed,
+        unassigned: { unbound: counts.unbound, foreign: counts.foreign, recent },
+        error: lastError,
+      }
+    },
+  }
+}
+
+function nonNegative(argument: string, value: unknown): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0)
+    throw new InvalidArgumentError({ argument, value, reason: 'an integer ≥ 0' })
+  return value
+}

@@ -1,0 +1,111 @@
+import { type IncomingMessage, type ServerResponse, createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
+
+/**
+ * A JSON-RPC proxy on loopback in front of a real node that misbehaves on purpose:
+ * it drops connections, answers 429 and 5xx, delays past the client's timeout, refuses
+ * large getLogs ranges, returns oversized bodies, and slips in logs of other emitters.
+ * Faults follow a seeded sequence, so a run is repeatable.
+ */
+export type Faults = {
+  /** Fraction of requests that fail in one of the transient ways. */
+  rate: number
+  /** Widest getLogs range (in blocks) answered; wider ones get a range error. */
+  maxRangeBlocks: number
+  /** getLogs ranges wider than this get a body over viem's 10 MB limit. */
+  oversizeAboveBlocks: number
+  /** Delay of a "slow" answer; longer than the client's timeout. */
+  slowMs: number
+  /** A log of another emitter put into every getLogs answer, if given. */
+  forgedLog?: Record<string, unknown>
+  seed?: number
+}
+
+export async function startFaultyRpc(upstream: string, faults: Faults) {
+  let seed = faults.seed ?? 42
+  const random = () => {
+    seed = (seed * 1103515245 + 12345) % 2147483648
+    return seed / 2147483648
+  }
+  const counts = { requests: 0, dropped: 0, tooMany: 0, serverError: 0, slow: 0, rangeRefused: 0, oversized: 0, forged: 0 }
+
+  const forward = async (body: string) => {
+    const response = await fetch(upstream, { method: 'POST', headers: { 'content-type': 'application/json' }, body })
+    return response.text()
+  }
+
+  const server = createServer(async (req: IncomingMessage, res: ServerResponse) => {
+    const chunks: Buffer[] = []
+    for await (const chunk of req) chunks.push(chunk as Buffer)
+    const body = Buffer.concat(chunks).toString('utf8')
+    counts.requests++
+    let call: { id: number; method: string; params?: unknown[] }
+    try {
+      call = JSON.parse(body)
+    } catch {
+      res.writeHead(400).end()
+      return
+    }
+    const reply = (payload: unknown, status = 200) => {
+      res.writeHead(status, { 'content-type': 'application/json' })
+      res.end(typeof payload === 'string' ? payload : JSON.stringify(payload))
+    }
+
+    const r = random()
+    if (r < faults.rate * 0.25) {
+      counts.dropped++
+      req.socket.destroy()
+      return
+    }
+    if (r < faults.rate * 0.5) {
+      counts.tooMany++
+      return reply({ jsonrpc: '2.0', id: call.id, error: { code: 429, message: 'Too Many Requests' } }, 429)
+    }
+    if (r < faults.rate * 0.75) {
+      counts.serverError++
+      return reply('bad gateway', random() < 0.5 ? 502 : 503)
+    }
+    if (r < faults.rate) {
+      counts.slow++
+      await new Promise((resolve) => setTimeout(resolve, faults.slowMs))
+      if (!res.destroyed) reply(await forward(body))
+      return
+    }
+
+    if (call.method === 'eth_getLogs') {
+      const filter = (call.params?.[0] ?? {}) as { fromBlock?: string; toBlock?: string }
+      const width = Number(BigInt(filter.toBlock ?? '0x0') - BigInt(filter.fromBlock ?? '0x0')) + 1
+      if (width > faults.maxRangeBlocks) {
+        counts.rangeRefused++
+        return reply({
+          jsonrpc: '2.0',
+          id: call.id,
+          error: { code: -32005, message: `query returned more than 10000 results; block range too large (${width})` },
+        })
+      }
+      const answer = JSON.parse(await forward(body)) as { result?: unknown[] }
+      if (Array.isArray(answer.result) && faults.forgedLog) {
+        counts.forged++
+        answer.result.push(faults.forgedLog)
+      }
+      if (width > faults.oversizeAboveBlocks) {
+        counts.oversized++
+        // A valid answer padded past 10 MB: the client must refuse it and ask for less.
+        const padded = JSON.stringify({ ...answer, padding: 'x'.repeat(11 * 1024 * 1024) })
+        return reply(padded)
+      }
+      return reply(answer)
+    }
+    reply(await forward(body))
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address() as AddressInfo
+  return {
+    url: `http://127.0.0.1:${port}`,
+    counts,
+    async stop() {
+      server.closeAllConnections()
+      await new Promise<void>((resolve) => server.close(() => resolve()))
+    },
+  }
+}

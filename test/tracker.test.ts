@@ -1,0 +1,371 @@
+import { type Address, type Hex, numberToHex, zeroAddress } from 'viem'
+import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import {
+  type AlertEvent,
+  type Guard,
+  type OverspentEvent,
+  ReorgTooDeepError,
+  type UnreservedSpendEvent,
+  createTracker,
+} from '../src/index.ts'
+import { type LocalStack, deployLocalStack } from '../src/onchain/local.ts'
+import { type AnvilInstance, startAnvil } from './helpers/anvil.ts'
+import { startFaultyRpc } from './helpers/faulty-rpc.ts'
+import { useGuards } from './helpers/guard.ts'
+import { startWorker } from './helpers/processes.ts'
+import { storeTargets } from './helpers/stores.ts'
+
+const USDC = { asset: 'USDC', decimals: 6 } as const
+const peer = (i: number) => `0x${(0x1000 + i).toString(16).padStart(40, '0')}` as Address
+const ref = (i: number) => `0x${i.toString(16).padStart(64, '0')}` as Hex
+
+async function rpc(url: string, method: string, params: unknown[] = []) {
+  const response = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ jsonrpc: '2.0', id: 1, method, params }),
+  })
+  const body = (await response.json()) as { result?: unknown; error?: { message: string } }
+  if (body.error) throw new Error(body.error.message)
+  return body.result
+}
+
+/** `count` transfers in batch transactions of `perTx`; resolves with the amounts sent. */
+async function spendMany(stack: LocalStack, count: number, perTx: number, amountOf = (i: number) => BigInt(1 + (i % 97))) {
+  const amounts: bigint[] = []
+  for (let i = 0; i < count; i += perTx) {
+    const batch = []
+    for (let j = i; j < Math.min(count, i + perTx); j++) {
+      amounts.push(amountOf(j))
+      batch.push({ to: peer(j % 50), amount: amountOf(j) })
+    }
+    await stack.payBatch(batch)
+  }
+  return amounts
+}
+
+const sum = (xs: bigint[]) => xs.reduce((a, b) => a + b, 0n)
+
+describe.each(storeTargets)('tracker on $name', (target) => {
+  const guards = useGuards(target)
+  let anvil: AnvilInstance
+  beforeAll(async () => {
+    anvil = await startAnvil()
+  })
+  afterAll(async () => {
+    await anvil.stop()
+  })
+
+  async function setup(options: { total?: bigint; hardLimit?: boolean; guard?: Guard } = {}) {
+    const stack = await deployLocalStack({ rpcUrl: anvil.rpcUrl })
+    const fromBlock = (await stack.publicClient.getBlockNumber()) + 1n
+    const guard = options.guard ?? (await guards.guard({ hardLimit: options.hardLimit }))
+    await guard.allocate('agent', { total: options.total ?? 10n ** 30n, ...USDC })
+    return { stack, guard, fromBlock }
+  }
+
+  test('default: backfills 5,000 logs over many blocks, totals exact', async () => {
+    const { stack, guard, fromBlock } = await setup()
+    const amounts = await spendMany(stack, 5_000, 50)
+    const tracker = createTracker({
+      guard,
+      rpcUrl: anvil.rpcUrl,
+      chainId: anvil.chainId,
+      hook: stack.hook,
+      fromBlock,
+      confirmations: 5,
+      reorgDepthMax: 16,
+      pageBlocks: { initialBlocks: 8 },
+    })
+    await tracker.bind({ account: stack.account, taskId: 'agent', token: stack.token })
+    const result = await tracker.syncOnce()
+    expect(result).toMatchObject({ logs: 5_000, applied: 5_000, duplicates: 0, unbound: 0, foreign: 0 })
+    const budget = await guard.get('agent')
+    expect(budget.spent).toBe(sum(amounts))
+    expect(budget.entryCount).toBe(5_000)
+    const entries = await guard.entries('agent')
+    expect(entries.every((e) => e.source === 'onchain' && e.chain?.chainId === anvil.chainId)).toBe(true)
+    expect(new Set(entries.map((e) => `${e.chain?.blockHash}:${e.chain?.logIndex}`)).size).toBe(5_000)
+    const status = await tracker.status()
+    expect(status.cursor?.blockNumber).toBe(result.head)
+    expect(status.lagBlocks).toBe(0n)
+    expect(status.confirmed + status.unconfirmed).toBe(5_000)
+    expect(status.unconfirmed).toBeGreaterThan(0)
+    // A second pass finds nothing new.
+    expect(await tracker.syncOnce()).toMatchObject({ logs: 0, applied: 0 })
+    expect(await guard.verify()).toEqual({ ok: true, problems: [] })
+  })
+
+  test('behavior: live follow sees a new spend within one poll interval', async () => {
+    const { stack, guard, fromBlock } = await setup()
+    const pollIntervalMs = 400
+    const tracker = createTracker({ guard, rpcUrl: anvil.rpcUrl, chainId: anvil.chainId, hook: stack.hook, fromBlock, pollIntervalMs })
+    await tracker.bind({ account: stack.account, taskId: 'agent', token: stack.token })
+    await tracker.syncOnce()
+    tracker.start()
+    try {
+      await stack.pay({ to: peer(1), amount: 1234n })
+      const mined = Date.now()
+      while ((await guard.get('agent')).spent !== 1234n) {
+        expect(Date.now() - mined).toBeLessThan(pollIntervalMs + 300)
+        await new Promise((r) => setTimeout(r, 10))
+      }
+      expect((await tracker.status()).running).toBe(true)
+    } finally {
+      await tracker.stop()
+    }
+    expect((await tracker.status()).running).toBe(false)
+  })
+
+  test('behavior: refs capture their hold, unreserved spends alert, unbound and foreign spends are kept apart', async () => {
+    const { stack, guard, fromBlock } = await setup({ total: 10_000n })
+    const other = await deployLocalStack({ rpcUrl: anvil.rpcUrl })
+    const unreserved: UnreservedSpendEvent[] = []
+    guard.on('unreserved_spend', (e) => void unreserved.push(e))
+    const less = await guard.reserve('agent', 1_000n)
+    const more = await guard.reserve('agent', 1_000n)
+    const untouched = await guard.reserve('agent', 500n)
+    await stack.pay({ to: peer(1), amount: 700n, ref: less.ref })
+    await stack.pay({ to: peer(2), amount: 1_300n, ref: more.ref })
+    await stack.pay({ to: peer(3), amount: 250n, ref: ref(999) })
+    // The same account pays with another token: foreign to the task's asset.
+    await stack.mint({ to: stack.account, amount: 10_000n, token: other.token })
+    await stack.pay({ to: peer(4), amount: 5_000n, token: other.token })
+    const tracker = createTracker({ guard, rpcUrl: anvil.rpcUrl, chainId: anvil.chainId, hook: stack.hook, fromBlock })
+    await tracker.bind({ account: stack.account, taskId: 'agent', token: stack.token })
+    const result = await tracker.syncOnce()
+    expect(result).toMatchObject({ applied: 3, foreign: 1 })
+
+    const holds = new Map((await guard.holds('agent')).map((h) => [h.id, h]))
+    expect(holds.get(less.id)).toMatchObject({ status: 'captured', capturedAmount: 700n })
+    expect(holds.get(more.id)).toMatchObject({ status: 'captured', capturedAmount: 1_300n })
+    expect(holds.get(untouched.id)).toMatchObject({ status: 'open' })
+    const budget = await guard.get('agent')
+    expect(budget).toMatchObject({ spent: 700n + 1_300n + 250n, reserved: 500n })
+    await guard.flushAlerts()
+    expect(unreserved).toHaveLength(1)
+    expect(unreserved[0]).toMatchObject({ taskId: 'agent', amount: 250n })
+    expect(unreserved[0]?.chain.chainId).toBe(anvil.chainId)
+    const status = await tracker.status()
+    expect(status.unassigned.foreign).toBe(1)
+    expect(status.unassigned.recent.find((l) => l.disposition === 'foreign')).toMatchObject({
+      amount: 5_000n,
+      token: other.token.toLowerCase(),
+      taskId: 'agent',
+    })
+    expect(await guard.verify()).toEqual({ ok: true, problems: [] })
+  })
+
+  test('behavior: spends of an unbound account are reported, never summed', async () => {
+    const { stack, guard, fromBlock } = await setup()
+    await stack.pay({ to: peer(1), amount: 77n })
+    const tracker = createTracker({ guard, rpcUrl: anvil.rpcUrl, chainId: anvil.chainId, hook: stack.hook, fromBlock })
+    expect(await tracker.syncOnce()).toMatchObject({ logs: 1, applied: 0, unbound: 1 })
+    expect((await guard.get('agent')).spent).toBe(0n)
+    const status = await tracker.status()
+    expect(status.unassigned.unbound).toBe(1)
+    expect(status.unassigned.recent[0]).toMatchObject({ disposition: 'unbound', amount: 77n, account: stack.account.toLowerCase() })
+  })
+
+  test('behavior: reorgs of depth 1, 3 and 10 leave the ledger equal to the canonical chain', async () => {
+    const { stack, guard, fromBlock } = await setup({ total: 100_000n })
+    const alerts: AlertEvent[] = []
+    guard.on('alert', (a) => void alerts.push(a))
+    const tracker = createTracker({
+      guard,
+      rpcUrl: anvil.rpcUrl,
+      chainId: anvil.chainId,
+      hook: stack.hook,
+      fromBlock,
+      confirmations: 2,
+      reorgDepthMax: 32,
+    })
+    await tracker.bind({ account: stack.account, taskId: 'agent', token: stack.token })
+    const hold = await guard.reserve('agent', 5_000n)
+
+    for (const depth of [1, 3, 10]) {
+      // Blocks that will be replaced: one carries the hold's ref, the rest plain spends.
+      for (let i = 0; i < depth; i++)
+        await stack.pay({ to: peer(i), amount: 6_000n + BigInt(i), ref: i === 0 && depth === 3 ? hold.ref : undefined })
+      await tracker.syncOnce()
+      await guard.flushAlerts()
+      const before = await guard.get('agent')
+      expect(before.spent).toBeGreaterThan(0n)
+
+      // Replacements drop some spends, change one and add another.
+      const replacement = stack.batchCalldata([
+        { to: peer(90), amount: 111n },
+        { to: peer(91), amount: 222n },
+      ])
+      await rpc(anvil.rpcUrl, 'anvil_reorg', [
+        depth,
+        [[{ from: stack.owner, to: stack.account, data: replacement, gas: numberToHex(3_000_000) }, depth - 1]],
+      ])
+      const result = await tracker.syncOnce()
+      expect(result.reorgs).toBeGreaterThanOrEqual(1)
+
+      // The ledger equals what the canonical chain implies.
+      const canonical = (await rpc(anvil.rpcUrl, 'eth_getLogs', [
+        { address: stack.hook, fromBlock: numberToHex(fromBlock), toBlock: 'latest' },
+      ])) as { data: string }[]
+      const expected = canonical.reduce((a, l) => a + BigInt(`0x${l.data.slice(66, 130)}`), 0n)
+      const after = await guard.get('agent')
+      expect(after.spent).toBe(expected)
+      const live = (await guard.entries('agent')).filter((e) => !e.reverted)
+      expect(live).toHaveLength(canonical.length)
+      expect(await guard.verify()).toEqual({ ok: true, problems: [] })
+    }
+    // The hold captured in the orphaned blocks is open again.
+    expect((await guard.holds('agent'))[0]).toMatchObject({ id: hold.id, status: 'open' })
+    // 0.5 fired when the depth-10 blocks pushed spent past 50,000; the reorg took them
+    // away, so the threshold re-armed and fires again on the next crossing.
+    expect(alerts.map((a) => a.threshold)).toEqual([0.5])
+    expect((await guard.get('agent')).spent).toBeLessThan(50_000n)
+    await stack.pay({ to: peer(7), amount: 55_000n })
+    await tracker.syncOnce()
+    await guard.flushAlerts()
+    expect(alerts.map((a) => a.threshold)).toEqual([0.5, 0.5])
+    expect(await guard.verify()).toEqual({ ok: true, problems: [] })
+  })
+
+  test('behavior: a reorg deeper than the kept window stops the tracker with a clear error', async () => {
+    const { stack, guard, fromBlock } = await setup()
+    const tracker = createTracker({ guard, rpcUrl: anvil.rpcUrl, chainId: anvil.chainId, hook: stack.hook, fromBlock, reorgDepthMax: 4 })
+    await tracker.bind({ account: stack.account, taskId: 'agent', token: stack.token })
+    for (let i = 0; i < 12; i++) await stack.pay({ to: peer(i), amount: 10n })
+    await tracker.syncOnce()
+    const spent = (await guard.get('agent')).spent
+    await rpc(anvil.rpcUrl, 'anvil_reorg', [10, []])
+    const error = await tracker.syncOnce().catch((e) => e)
+    expect(error).toBeInstanceOf(ReorgTooDeepError)
+    expect(error).toMatchObject({ code: 'REORG_TOO_DEEP', chainId: anvil.chainId, reorgDepthMax: 4 })
+    expect(error.message).toContain('deeper than the 4 blocks kept')
+    expect((await guard.get('agent')).spent).toBe(spent)
+  })
+
+  test('behavior: the sync process killed with SIGKILL mid-backfill resumes exactly', async () => {
+    const stack = await deployLocalStack({ rpcUrl: anvil.rpcUrl })
+    const fromBlock = (await stack.publicClient.getBlockNumber()) + 1n
+    const amounts = await spendMany(stack, 3_000, 20)
+    const dbUrl = await guards.url()
+    const { createGuard } = await import('../src/index.ts')
+    const shared = await createGuard({ db: dbUrl })
+    await shared.allocate('agent', { total: 10n ** 30n, ...USDC })
+    const job = {
+      kind: 'sync',
+      db: dbUrl,
+      rpcUrl: anvil.rpcUrl,
+      chainId: anvil.chainId,
+      hook: stack.hook,
+      account: stack.account,
+      token: stack.token,
+      fromBlock: fromBlock.toString(),
+    }
+    let kills = 0
+    for (let round = 0; round < 5; round++) {
+      const worker = startWorker(job)
+      // Killed after a different number of committed pages each round, always mid-backfill.
+      await worker.waitFor(() => worker.lines.filter((l) => l.op === 'page').length >= 2 + round)
+      await worker.kill()
+      expect(worker.lines.some((l) => l.op === 'done')).toBe(false)
+      kills++
+    }
+    expect(kills).toBe(5)
+    const tracker = createTracker({ guard: shared, rpcUrl: anvil.rpcUrl, chainId: anvil.chainId, hook: stack.hook, fromBlock })
+    await tracker.syncOnce()
+    const budget = await shared.get('agent')
+    expect(budget.spent).toBe(sum(amounts))
+    const entries = await shared.entries('agent')
+    expect(entries).toHaveLength(3_000)
+    expect(new Set(entries.map((e) => e.id)).size).toBe(3_000)
+    expect(await shared.verify()).toEqual({ ok: true, problems: [] })
+    await shared.destroy()
+  })
+
+  test('behavior: a faulty RPC never costs a log', async () => {
+    const { stack, guard, fromBlock } = await setup()
+    const amounts = await spendMany(stack, 600, 20)
+    const other = await deployLocalStack({ rpcUrl: anvil.rpcUrl })
+    await other.pay({ to: peer(1), amount: 5n })
+    const [forged] = (await rpc(anvil.rpcUrl, 'eth_getLogs', [{ address: other.hook, fromBlock: numberToHex(fromBlock) }])) as Record<string, unknown>[]
+    // The forged log claims our account and token but comes from another contract.
+    const proxy = await startFaultyRpc(anvil.rpcUrl, {
+      rate: 0.25,
+      maxRangeBlocks: 6,
+      oversizeAboveBlocks: 3,
+      slowMs: 700,
+      forgedLog: { ...forged, topics: [(forged?.topics as string[])[0], `0x${stack.account.slice(2).padStart(64, '0')}`, `0x${stack.token.slice(2).padStart(64, '0')}`, (forged?.topics as string[])[3]] },
+    })
+    try {
+      const tracker = createTracker({
+        guard,
+        rpcUrl: proxy.url,
+        chainId: anvil.chainId,
+        hook: stack.hook,
+        fromBlock,
+        reorgDepthMax: 4,
+        rpcTimeoutMs: 400,
+        rpcRetryDelayMs: 5,
+        rpcAttemptsMax: 30,
+        pageBlocks: { initialBlocks: 64 },
+      })
+      await tracker.bind({ account: stack.account, taskId: 'agent', token: stack.token })
+      const result = await tracker.syncOnce()
+      expect(result.applied).toBe(600)
+      expect((await guard.get('agent')).spent).toBe(sum(amounts))
+      expect((await guard.entries('agent')).length).toBe(600)
+      for (const fault of ['dropped', 'tooMany', 'serverError', 'slow', 'rangeRefused', 'oversized', 'forged'] as const)
+        expect(proxy.counts[fault], fault).toBeGreaterThan(0)
+      expect(await guard.verify()).toEqual({ ok: true, problems: [] })
+    } finally {
+      await proxy.stop()
+    }
+  })
+
+  test('behavior: another contract emitting the same event is ignored', async () => {
+    const { stack, guard, fromBlock } = await setup()
+    const impostor = await deployLocalStack({ rpcUrl: anvil.rpcUrl })
+    const tracker = createTracker({ guard, rpcUrl: anvil.rpcUrl, chainId: anvil.chainId, hook: stack.hook, fromBlock })
+    await tracker.bind({ account: stack.account, taskId: 'agent', token: stack.token })
+    // Bound too, but its spends go through another SpendingHook deployment.
+    await tracker.bind({ account: impostor.account, taskId: 'agent', token: impostor.token })
+    await impostor.pay({ to: peer(1), amount: 1_000n })
+    await stack.pay({ to: peer(2), amount: 3n })
+    expect(await tracker.syncOnce()).toMatchObject({ logs: 1, applied: 1 })
+    expect((await guard.get('agent')).spent).toBe(3n)
+  })
+
+  test('behavior: an on-chain spend beyond the hard limit is recorded and raises overspent', async () => {
+    const { stack, guard, fromBlock } = await setup({ total: 1_000n })
+    const overspent: OverspentEvent[] = []
+    guard.on('overspent', (e) => void overspent.push(e))
+    await guard.reserve('agent', 900n)
+    await stack.pay({ to: peer(1), amount: 600n })
+    const tracker = createTracker({ guard, rpcUrl: anvil.rpcUrl, chainId: anvil.chainId, hook: stack.hook, fromBlock })
+    await tracker.bind({ account: stack.account, taskId: 'agent', token: stack.token })
+    await tracker.syncOnce()
+    const budget = await guard.get('agent')
+    expect(budget).toMatchObject({ spent: 600n, reserved: 900n, remaining: 0n, overspent: 500n, status: 'exhausted' })
+    await stack.pay({ to: peer(1), amount: 700n })
+    await tracker.syncOnce()
+    expect(await guard.get('agent')).toMatchObject({ spent: 1_300n, overspent: 1_200n })
+    await guard.flushAlerts()
+    expect(overspent).toHaveLength(1)
+    expect(overspent[0]).toMatchObject({ taskId: 'agent', spent: 1_300n, total: 1_000n })
+    expect(await guard.check('agent', 1n)).toMatchObject({ allowed: false })
+  })
+
+  test('behavior: bad parameters are refused', async () => {
+    const { stack, guard } = await setup()
+    expect(() => createTracker({ guard, rpcUrl: anvil.rpcUrl, chainId: 0, hook: stack.hook })).toThrow(/chainId/)
+    expect(() => createTracker({ guard, rpcUrl: anvil.rpcUrl, chainId: 1, hook: '0x12' })).toThrow(/hook/)
+    const tracker = createTracker({ guard, rpcUrl: anvil.rpcUrl, chainId: anvil.chainId + 1, hook: stack.hook })
+    await expect(tracker.syncOnce()).rejects.toMatchObject({ name: 'ChainMismatchError', actual: anvil.chainId })
+    await expect(tracker.bind({ account: '0x1' as Address, taskId: 'agent', token: zeroAddress })).rejects.toMatchObject({
+      name: 'InvalidArgumentError',
+    })
+    await expect(tracker.bind({ account: stack.account, taskId: 'nope', token: zeroAddress })).rejects.toMatchObject({
+      name: 'BudgetNotFoundError',
+    })
+  })
+})
