@@ -2,6 +2,7 @@ import { assertAmount, assertDecimals, assertTotal, toFraction } from './amount.
 import { type Dispatcher, type Handler, createDispatcher } from './alerts.ts'
 import {
   BudgetNotFoundError,
+  HoldNotFoundError,
   HoldNotOpenError,
   InvalidArgumentError,
   RiskDeniedError,
@@ -83,6 +84,8 @@ export type Guard = {
   list(options?: { status?: BudgetStatus | undefined }): Promise<TaskBudget[]>
   entries(taskId: string): Promise<SpendEntry[]>
   holds(taskId: string): Promise<Hold[]>
+  /** One hold by id. */
+  hold(holdId: string): Promise<Hold>
   journal(options?: { taskId?: string; afterSeq?: bigint; limit?: number }): Promise<JournalEntry[]>
   verify(): Promise<VerifyResult>
   setProgress(taskId: string, progress: number): Promise<TaskBudget>
@@ -337,6 +340,19 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
         .orderBy('id')
         .execute()
       return rows.map((raw) => toHold(holdCodec.decode(raw)))
+    },
+
+    async hold(holdId) {
+      v.assertId('holdId', holdId)
+      const raw = await store.db.selectFrom('holds').selectAll().where('id', '=', holdId).executeTakeFirst()
+      if (!raw) throw new HoldNotFoundError({ holdId })
+      const hold = holdCodec.decode(raw)
+      // As of now: a hold past its time is expired first.
+      if (hold.status === 'open' && hold.expiresAt !== null && hold.expiresAt <= clock()) {
+        await current(hold.taskId)
+        return guard.hold(holdId)
+      }
+      return toHold(hold)
     },
 
     async journal(options) {

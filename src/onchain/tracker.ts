@@ -3,9 +3,12 @@ import { type PublicClient, getAddress, isAddress } from 'viem'
 import type { Guard } from '../engine/guard.ts'
 import { InvalidArgumentError } from '../engine/errors.ts'
 import type { BindingRow, ChainBlockRow, ChainLogRow } from '../engine/store/types.ts'
+
+export type { BindParameters } from './bindings.ts'
 import { type SpendLog, decodeSpendLog, spendRecordedTopic } from './decode.ts'
 import { ChainMismatchError, CursorMovedError, ReorgTooDeepError } from './errors.ts'
 import { type PagePolicy, defaultPagePolicy, grow, isRangeError, shrink } from './range.ts'
+import { type BindParameters, type ChainScope, bindAccount, listBindings, unbindAccount } from './bindings.ts'
 import * as reconcile from './reconcile.ts'
 import { type BlockHeader, type RpcOptions, createRpcClient, getChainId, getHeader, getRawLogs } from './rpc.ts'
 
@@ -34,6 +37,8 @@ export type CreateTrackerParameters = {
   /** Page sizes in blocks for backfill: first, smallest, largest. */
   pageBlocks?: Partial<PagePolicy> | undefined
   onProgress?: ((progress: SyncProgress) => void) | undefined
+  /** Called after each pass of `start()`'s loop with what it did. */
+  onSync?: ((result: SyncResult) => void) | undefined
   /** Called when `start()`'s loop meets an error; fatal errors also stop the loop. */
   onError?: ((error: unknown) => void) | undefined
 }
@@ -72,14 +77,6 @@ export type TrackerStatus = {
   unconfirmed: number
   unassigned: { unbound: number; foreign: number; recent: ChainLogRow[] }
   error: Error | null
-}
-
-export type BindParameters = {
-  account: `0x${string}`
-  sender?: `0x${string}` | undefined
-  taskId: string
-  /** The token contract carrying the task's asset on this chain; the zero address for native. */
-  token: `0x${string}`
 }
 
 export type Tracker = {
@@ -138,6 +135,7 @@ export function createTracker(parameters: CreateTrackerParameters): Tracker {
   const client = p.client ?? createRpcClient(p.rpcUrl as string, { timeoutMs: p.rpcTimeoutMs })
   const store = guard.internal.store
   const key = { chainId, hook }
+  const scope: ChainScope = { chainId, hook }
 
   let pageBlocks = policy.initialBlocks
   let chainChecked = false
@@ -374,33 +372,9 @@ export function createTracker(parameters: CreateTrackerParameters): Tracker {
   }
 
   return {
-    async bind(b) {
-      const o = b ?? ({} as BindParameters)
-      for (const [name, value] of [['account', o.account], ['token', o.token]] as const)
-        if (typeof value !== 'string' || !isAddress(value, { strict: false }))
-          throw new InvalidArgumentError({ argument: name, value, reason: 'an address' })
-      if (o.sender !== undefined && (typeof o.sender !== 'string' || !isAddress(o.sender, { strict: false })))
-        throw new InvalidArgumentError({ argument: 'sender', value: o.sender, reason: 'an address' })
-      await guard.get(o.taskId)
-      const row: BindingRow = {
-        chainId,
-        hook,
-        account: o.account.toLowerCase(),
-        sender: o.sender?.toLowerCase() ?? '',
-        taskId: o.taskId,
-        token: o.token.toLowerCase(),
-        createdAt: guard.internal.clock(),
-      }
-      return guard.internal.submit((ctx) => reconcile.saveBinding(ctx, row))
-    },
-    async unbind(u) {
-      if (typeof u?.account !== 'string' || !isAddress(u.account, { strict: false }))
-        throw new InvalidArgumentError({ argument: 'account', value: u?.account, reason: 'an address' })
-      const account = u.account.toLowerCase()
-      const sender = u.sender?.toLowerCase() ?? ''
-      return guard.internal.submit((ctx) => reconcile.deleteBinding(ctx, { ...key, account, sender }))
-    },
-    bindings: () => store.chain.bindings(chainId, hook),
+    bind: (b) => bindAccount(guard, scope, b),
+    unbind: (u) => unbindAccount(guard, scope, u),
+    bindings: () => listBindings(guard, scope),
     syncOnce: serialized,
     start() {
       if (loop) return
@@ -408,7 +382,8 @@ export function createTracker(parameters: CreateTrackerParameters): Tracker {
       loop = (async () => {
         while (!stopping) {
           try {
-            await serialized()
+            const result = await serialized()
+            p.onSync?.(result)
           } catch (error) {
             lastError = error as Error
             p.onError?.(error)
@@ -436,6 +411,7 @@ export function createTracker(parameters: CreateTrackerParameters): Tracker {
       wake?.()
       await loop
       await running?.catch(() => {})
+      stopping = false
     },
     async status() {
       const cursor = await store.chain.cursor(chainId, hook)

@@ -1,0 +1,91 @@
+import type { Guard } from '../engine/guard.ts'
+import { type SyncProgress, type SyncResult, createTracker } from '../onchain/tracker.ts'
+import { json } from './format.ts'
+
+export type RunSyncOptions = {
+  rpcUrl: string
+  chainId: number
+  hook: `0x${string}`
+  fromBlock: bigint
+  confirmations: number
+  pollIntervalMs: number
+  reorgDepthMax: number
+  once: boolean
+  json: boolean
+}
+
+const barWidth = 30
+
+function progressLine(p: SyncProgress, startBlock: bigint): string {
+  const total = p.toBlock - startBlock + 1n
+  const done = p.cursor - startBlock + 1n
+  const fraction = total > 0n ? Number((done * 1000n) / total) / 1000 : 1
+  const filled = Math.round(fraction * barWidth)
+  const rate = p.elapsedMs > 0 ? Math.round((p.logs * 1000) / p.elapsedMs) : 0
+  return `backfill [${'█'.repeat(filled)}${'░'.repeat(barWidth - filled)}] ${done}/${total} blocks · ${p.logs} logs · ${rate} logs/s`
+}
+
+function summary(r: SyncResult): string {
+  const parts = [`head ${r.head}`, `blocks ${r.toBlock >= r.fromBlock ? `${r.fromBlock}–${r.toBlock}` : 'none new'}`, `${r.logs} logs`, `${r.applied} applied`]
+  if (r.duplicates) parts.push(`${r.duplicates} already seen`)
+  if (r.unbound) parts.push(`${r.unbound} unbound`)
+  if (r.foreign) parts.push(`${r.foreign} foreign token`)
+  if (r.reorgs) parts.push(`${r.reorgs} reorg(s), ${r.reverted} reverted`)
+  return `${new Date().toISOString()} ${parts.join(' · ')}`
+}
+
+/**
+ * `spendguard sync`: backfill with a progress bar, then a summary line per poll. SIGINT or
+ * SIGTERM stops after the batch in flight (which commits or rolls back whole).
+ */
+export async function runSync(guard: Guard, o: RunSyncOptions): Promise<void> {
+  const tty = process.stderr.isTTY === true
+  let lastDraw = 0
+  const tracker = createTracker({
+    guard,
+    rpcUrl: o.rpcUrl,
+    chainId: o.chainId,
+    hook: o.hook,
+    fromBlock: o.fromBlock,
+    confirmations: o.confirmations,
+    pollIntervalMs: o.pollIntervalMs,
+    reorgDepthMax: o.reorgDepthMax,
+    onProgress: (p) => {
+      if (o.json || p.phase !== 'backfill') return
+      const now = Date.now()
+      if (tty) {
+        if (now - lastDraw > 100 || p.cursor === p.toBlock) process.stderr.write(`\r${progressLine(p, p.fromBlock)}`)
+      } else if (now - lastDraw > 2_000) process.stderr.write(`${progressLine(p, p.fromBlock)}\n`)
+      lastDraw = now
+    },
+    onSync: (r) => {
+      if (tty && lastDraw) process.stderr.write('\n')
+      lastDraw = 0
+      process.stdout.write(`${o.json ? JSON.stringify(JSON.parse(json(r))) : summary(r)}\n`)
+    },
+    onError: (error) => process.stderr.write(`sync: ${(error as Error).message.split('\n')[0]}\n`),
+  })
+
+  if (o.once) {
+    const r = await tracker.syncOnce()
+    if (tty && lastDraw) process.stderr.write('\n')
+    process.stdout.write(`${o.json ? json(r) : summary(r)}\n`)
+    return
+  }
+
+  let signals = 0
+  await new Promise<void>((resolve) => {
+    const onSignal = () => {
+      signals++
+      if (signals > 1) process.exit(130)
+      process.stderr.write('\nsync: stopping after the batch in flight…\n')
+      void tracker.stop().then(resolve)
+    }
+    process.on('SIGINT', onSignal)
+    process.on('SIGTERM', onSignal)
+    tracker.start()
+  })
+  const status = await tracker.status()
+  if (status.error && status.error.name !== 'Error') throw status.error
+  process.stderr.write(`sync: stopped at block ${status.cursor?.blockNumber ?? 'none'}\n`)
+}

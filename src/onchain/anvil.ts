@@ -1,0 +1,170 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import { createServer } from 'node:net'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+/** Options of {@link startAnvil}. */
+export type StartAnvilOptions = {
+  /** Chain id anvil reports; default 31337. */
+  chainId?: number
+  /** Seconds between blocks; default: mine a block per transaction. */
+  blockTime?: number
+  /** More command-line arguments for anvil, e.g. `['--accounts', '3']`. */
+  args?: readonly string[]
+  /** How long to wait for anvil to answer `eth_chainId`; default 15 s. */
+  startupTimeoutMs?: number
+}
+
+/** A running anvil, as returned by {@link startAnvil}. */
+export type AnvilInstance = {
+  rpcUrl: string
+  port: number
+  chainId: number
+  /** Stops anvil: SIGTERM, then SIGKILL if it has not exited after 2 s. Safe to call twice. */
+  stop(): Promise<void>
+}
+
+const host = '127.0.0.1'
+const stopGraceMs = 2_000
+const pollIntervalMs = 50
+const portAttemptsMax = 3
+const stderrKeptCharsMax = 4_000
+
+const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
+const running = new Set<ChildProcess>()
+
+process.on('exit', () => {
+  for (const child of running) child.kill('SIGKILL')
+})
+
+/**
+ * The anvil binary: the platform package's own binary when present (no node wrapper in between,
+ * so a kill reaches anvil itself), else the npm bin shim.
+ */
+function anvilBinary(): string {
+  const arch = process.arch === 'x64' ? 'amd64' : process.arch
+  const platformBinary = join(
+    repoRoot,
+    'node_modules',
+    '@foundry-rs',
+    `anvil-${process.platform}-${arch}`,
+    'bin',
+    process.platform === 'win32' ? 'anvil.exe' : 'anvil',
+  )
+  if (existsSync(platformBinary)) return platformBinary
+  return join(repoRoot, 'node_modules', '.bin', 'anvil')
+}
+
+/** A port that was free a moment ago: listen on port 0, read the port, close. */
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer()
+    server.unref()
+    server.on('error', reject)
+    server.listen(0, host, () => {
+      const address = server.address()
+      const port = typeof address === 'object' && address !== null ? address.port : 0
+      server.close(() => (port > 0 ? resolve(port) : reject(new Error('no free port'))))
+    })
+  })
+}
+
+async function rpcChainId(rpcUrl: string): Promise<number | undefined> {
+  try {
+    const response = await fetch(rpcUrl, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'eth_chainId', params: [] }),
+      signal: AbortSignal.timeout(1_000),
+    })
+    if (!response.ok) return undefined
+    const body = (await response.json()) as { result?: string }
+    return typeof body.result === 'string' ? Number.parseInt(body.result, 16) : undefined
+  } catch {
+    return undefined
+  }
+}
+
+function stopChild(child: ChildProcess): Promise<void> {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      running.delete(child)
+      resolve()
+      return
+    }
+    const timer = setTimeout(() => child.kill('SIGKILL'), stopGraceMs)
+    child.once('exit', () => {
+      clearTimeout(timer)
+      running.delete(child)
+      resolve()
+    })
+    child.kill('SIGTERM')
+  })
+}
+
+async function startOnce(options: StartAnvilOptions, port: number): Promise<AnvilInstance> {
+  const chainId = options.chainId ?? 31337
+  const args = ['--host', host, '--port', String(port), '--chain-id', String(chainId), '--silent']
+  if (options.blockTime !== undefined) args.push('--block-time', String(options.blockTime))
+  args.push(...(options.args ?? []))
+
+  const child = spawn(anvilBinary(), args, { stdio: ['ignore', 'ignore', 'pipe'] })
+  running.add(child)
+  let stderr = ''
+  child.stderr?.setEncoding('utf8')
+  child.stderr?.on('data', (chunk: string) => {
+    stderr = (stderr + chunk).slice(-stderrKeptCharsMax)
+  })
+  let spawnError: Error | undefined
+  child.once('error', (error) => {
+    spawnError = error
+  })
+
+  const rpcUrl = `http://${host}:${port}`
+  const deadline = Date.now() + (options.startupTimeoutMs ?? 15_000)
+  while (Date.now() < deadline) {
+    if (spawnError !== undefined || child.exitCode !== null || child.signalCode !== null) {
+      running.delete(child)
+      const reason = spawnError?.message ?? `exited with ${child.exitCode ?? child.signalCode}`
+      throw new Error(`anvil ${reason}${stderr ? `: ${stderr.trim()}` : ''}`)
+    }
+    const answered = await rpcChainId(rpcUrl)
+    if (answered !== undefined) {
+      if (answered !== chainId) {
+        await stopChild(child)
+        throw new Error(`anvil on port ${port} answered chain id ${answered}, expected ${chainId}`)
+      }
+      return { rpcUrl, port, chainId, stop: () => stopChild(child) }
+    }
+    await new Promise((resolve) => setTimeout(resolve, pollIntervalMs))
+  }
+  await stopChild(child)
+  throw new Error(`anvil did not answer eth_chainId on ${rpcUrl} within the startup timeout${stderr ? `: ${stderr.trim()}` : ''}`)
+}
+
+/**
+ * Starts anvil on 127.0.0.1 on a free port and waits until it answers `eth_chainId`.
+ * Any anvil still running when the process exits is killed.
+ *
+ * @example
+ * import { afterAll, beforeAll } from 'vitest'
+ * import { startAnvil, type AnvilInstance } from './helpers/anvil.ts'
+ *
+ * let anvil: AnvilInstance
+ * beforeAll(async () => { anvil = await startAnvil() })
+ * afterAll(async () => { await anvil.stop() })
+ */
+export async function startAnvil(options: StartAnvilOptions = {}): Promise<AnvilInstance> {
+  let lastError: unknown
+  // Another process may take the port between our probe and anvil's bind: try a few ports.
+  for (let attempt = 0; attempt < portAttemptsMax; attempt++) {
+    try {
+      return await startOnce(options, await freePort())
+    } catch (error) {
+      lastError = error
+      if (!(error instanceof Error) || !/address already in use|in use|bind/i.test(error.message)) throw error
+    }
+  }
+  throw lastError
+}

@@ -1,0 +1,117 @@
+import { execFile, spawn } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { deployLocalStack } from '../src/index.ts'
+import { type AnvilInstance, startAnvil } from './helpers/anvil.ts'
+import { useGuards } from './helpers/guard.ts'
+import { storeTargets } from './helpers/stores.ts'
+
+const bin = fileURLToPath(new URL('../bin/spendguard.js', import.meta.url))
+
+function cli(args: string[], env: Record<string, string> = {}) {
+  return new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+    execFile(process.execPath, [bin, ...args], { env: { ...process.env, ...env } }, (error, stdout, stderr) => {
+      resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr })
+    })
+  })
+}
+
+describe.each(storeTargets)('cli on $name', (target) => {
+  const guards = useGuards(target)
+
+  test('default: a budget through its whole life, in whole units', async () => {
+    const db = await guards.url()
+    const run = (...args: string[]) => cli([...args, '--db', db])
+    expect((await run('allocate', 't1', '--total', '10', '--asset', 'USDC', '--decimals', '6')).code).toBe(0)
+    const reserved = await run('reserve', 't1', '2.5', '--key', 'k1', '--json')
+    expect(reserved.code).toBe(0)
+    const hold = JSON.parse(reserved.stdout) as { id: string; amount: string }
+    expect(hold.amount).toBe('2500000')
+    const captured = await run('capture', hold.id, '1.75', '--peer', 'api.example.com')
+    expect(captured).toMatchObject({ code: 0 })
+    expect(captured.stdout).toContain('captured 1.75 USDC on t1')
+    const recorded = await run('record', 't1', '0.25', '--id', 'inv-1')
+    expect(recorded.stdout).toContain('recorded 0.25 USDC on t1')
+    const status = await run('status', 't1')
+    expect(status.stdout).toContain('spent     2.00 USDC')
+    expect(status.stdout).toContain('remaining 8.00 USDC')
+    expect(status.stdout).toMatch(/\[▇+·+\]/)
+    const all = await run('status', '--json')
+    expect(JSON.parse(all.stdout)[0]).toMatchObject({ taskId: 't1', spent: '2000000', remaining: '8000000' })
+    const journal = await run('journal', '--task', 't1', '--json')
+    expect((JSON.parse(journal.stdout) as { kind: string }[]).map((j) => j.kind)).toEqual(['allocate', 'reserve', 'capture', 'record'])
+    expect((await run('verify')).stdout).toContain('verify: ok')
+    const closed = await run('close', 't1')
+    expect(closed.stdout).toContain('closed t1: spent 2.00 USDC of 10.00 USDC')
+  })
+
+  test('behavior: errors print one line with the numbers and exit with the documented code', async () => {
+    const db = await guards.url()
+    const run = (...args: string[]) => cli([...args, '--db', db])
+    await run('allocate', 't1', '--total', '15.5', '--asset', 'USDC', '--decimals', '6')
+    await run('record', 't1', '12')
+    const denied = await run('reserve', 't1', '12')
+    expect(denied.code).toBe(3)
+    expect(denied.stderr.trim()).toBe('spendguard: budget exceeded: task t1 requested 12.00 USDC, 3.50 USDC remaining')
+    const missing = await run('status', 'nope')
+    expect(missing.code).toBe(4)
+    expect(missing.stderr.trim()).toBe('spendguard: no budget for task nope')
+    const precise = await run('record', 't1', '0.0000001')
+    expect(precise.code).toBe(2)
+    expect(precise.stderr).toContain('at most 6 fractional digits')
+    const usage = await run('reserve', 't1')
+    expect(usage.code).toBe(2)
+    expect((await run('journal', '--json')).stdout).not.toContain('"12000001"')
+  })
+})
+
+test('behavior: --help on every command shows an example', async () => {
+  for (const command of ['allocate', 'status', 'reserve', 'capture', 'release', 'record', 'close', 'bind', 'journal', 'verify', 'sync', 'demo']) {
+    const help = await cli([command, '--help'])
+    expect(help.code, command).toBe(0)
+    expect(help.stdout, command).toContain('Example')
+  }
+})
+
+describe('cli sync', () => {
+  const guards = useGuards(storeTargets[0] as (typeof storeTargets)[0])
+  let anvil: AnvilInstance
+  beforeAll(async () => {
+    anvil = await startAnvil()
+  })
+  afterAll(async () => {
+    await anvil.stop()
+  })
+
+  test('behavior: bind, sync --once, then follow and stop cleanly on SIGTERM', async () => {
+    const db = await guards.url()
+    const stack = await deployLocalStack({ rpcUrl: anvil.rpcUrl })
+    const fromBlock = String((await stack.publicClient.getBlockNumber()) + 1n)
+    await cli(['allocate', 'agent', '--total', '100', '--asset', 'USDC', '--decimals', '6', '--db', db])
+    const bound = await cli(['bind', 'agent', '--chain-id', String(anvil.chainId), '--hook', stack.hook, '--account', stack.account, '--token', stack.token, '--db', db])
+    expect(bound.code).toBe(0)
+    await stack.payBatch([
+      { to: stack.owner, amount: 1_500_000n },
+      { to: stack.owner, amount: 250_000n },
+    ])
+    const args = ['sync', '--rpc', anvil.rpcUrl, '--chain-id', String(anvil.chainId), '--hook', stack.hook, '--from-block', fromBlock, '--db', db]
+    const once = await cli([...args, '--once'])
+    expect(once.code).toBe(0)
+    expect(once.stdout).toMatch(/2 logs · 2 applied/)
+    expect((await cli(['status', 'agent', '--db', db])).stdout).toContain('spent     1.75 USDC')
+
+    const follower = spawn(process.execPath, [bin, ...args, '--poll-interval', '100'], { stdio: ['ignore', 'pipe', 'pipe'] })
+    let stdout = ''
+    let stderr = ''
+    follower.stdout.on('data', (d) => (stdout += d))
+    follower.stderr.on('data', (d) => (stderr += d))
+    await stack.pay({ to: stack.owner, amount: 3_000_000n })
+    const deadline = Date.now() + 10_000
+    while (!/1 applied/.test(stdout) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50))
+    follower.kill('SIGTERM')
+    const code = await new Promise((resolve) => follower.on('exit', resolve))
+    expect(code).toBe(0)
+    expect(stderr).toContain('sync: stopped at block')
+    expect((await cli(['status', 'agent', '--db', db])).stdout).toContain('spent     4.75 USDC')
+  })
+})

@@ -1,0 +1,21 @@
+import { execFile } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import { expect, test } from 'vitest'
+
+const bin = fileURLToPath(new URL('../bin/spendguard.js', import.meta.url))
+
+test('default: the demo runs the whole system, verifies, and leaves no process behind', async () => {
+  const started = Date.now()
+  const { code, stdout, stderr } = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) =>
+    execFile(process.execPath, [bin, 'demo', '--json'], (error, stdout, stderr) =>
+      resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+    ),
+  )
+  expect(code, stderr).toBe(0)
+  expect(Date.now() - started).toBeLessThan(60_000)
+  const result = JSON.parse(stdout) as { rpcUrl: string; report: { spent: string; total: string; status: string }; verify: { ok: boolean } }
+  expect(result.verify).toEqual({ ok: true, problems: [] })
+  expect(result.report).toMatchObject({ status: 'closed', total: '10000000', spent: '9500000' })
+  // The demo's anvil is gone: its port no longer answers.
+  await expect(fetch(result.rpcUrl, { method: 'POST', body: '{}' })).rejects.toThrow()
+})
