@@ -10,7 +10,9 @@ const bytes32 = fc.uint8Array({ minLength: 32, maxLength: 32 }).map((b) => `0x${
 
 const spend = fc.record({ account: address, token: address, sender: address, to: address, amount: word, windowSpent: word, cumulativeSpent: word, ref: bytes32 })
 
-function rpcLog(s: fc.infer<typeof spend>, overrides: Partial<RpcLog> = {}): RpcLog {
+type Spend = typeof spend extends fc.Arbitrary<infer T> ? T : never
+
+function rpcLog(s: Spend, overrides: Partial<RpcLog> = {}): RpcLog {
   const topics = encodeEventTopics({ abi: spendingHookAbi, eventName: 'SpendRecorded', args: { account: s.account, token: s.token, sender: s.sender } })
   const data = encodeAbiParameters(
     [{ type: 'address' }, { type: 'uint256' }, { type: 'uint256' }, { type: 'uint256' }, { type: 'bytes32' }],
@@ -34,7 +36,8 @@ describe('decodeSpendLog', () => {
       fc.property(spend, (s) => {
         const log = rpcLog(s)
         const ours = decodeSpendLog(log, hook)
-        const viem = decodeEventLog({ abi: spendingHookAbi, eventName: 'SpendRecorded', topics: log.topics as [Hex], data: log.data as Hex })
+        const { args } = decodeEventLog({ abi: spendingHookAbi, eventName: 'SpendRecorded', topics: log.topics as [Hex], data: log.data as Hex })
+        const viem = { args: args as NonNullable<typeof args> }
         expect(ours).toEqual({
           blockNumber: 436n,
           blockHash: log.blockHash,
