@@ -26,6 +26,38 @@ export type RuleContext = {
   outbox: OutboxRow[]
   /** Lease set on new outbox rows when this process has listeners for them. */
   leaseFor(kind: string): number | null
+  /**
+   * Budgets read or changed in this transaction, shared by the operations of one batch:
+   * each budget is read (and locked) once and written once, when the batch commits.
+   */
+  budgets: BudgetCache
+}
+
+export type BudgetCache = {
+  rows: Map<string, BudgetRow>
+  dirty: Set<string>
+}
+
+export const createBudgetCache = (): BudgetCache => ({ rows: new Map(), dirty: new Set() })
+
+/** A budget as of this transaction; the first read of a batch locks its row. */
+async function readBudget(ctx: RuleContext, taskId: string): Promise<BudgetRow | undefined> {
+  const cached = ctx.budgets.rows.get(taskId)
+  if (cached) return cached
+  const row = await ctx.tx.budget(taskId)
+  if (row) ctx.budgets.rows.set(taskId, row)
+  return row
+}
+
+function writeBudget(ctx: RuleContext, row: BudgetRow): void {
+  ctx.budgets.rows.set(row.taskId, row)
+  ctx.budgets.dirty.add(row.taskId)
+}
+
+/** Writes the budgets the batch changed; the writer calls it once, before the commit. */
+export async function flushBudgets(tx: StoreTx, cache: BudgetCache): Promise<void> {
+  for (const taskId of cache.dirty) await tx.updateBudget(cache.rows.get(taskId) as BudgetRow)
+  cache.dirty.clear()
 }
 
 export type AllocateInput = {
@@ -85,17 +117,30 @@ export function isExhausted(b: Pick<BudgetRow, 'total' | 'spent' | 'reserved'>):
 }
 
 let idCounter = 0
+/** Random bits drawn once per process: ids of two processes never collide. */
+const processTag = randomBytes(6).toString('hex')
 /**
- * Ids that sort in creation order within a process: milliseconds, a counter, then
- * random bits so that processes never collide.
+ * Ids that sort in creation order within a process: milliseconds, a counter, then the
+ * process's random tag.
  */
 const newId = (prefix: string) => {
   idCounter = (idCounter + 1) % 0x1000000
   const time = Date.now().toString(16).padStart(12, '0')
   const counter = idCounter.toString(16).padStart(6, '0')
-  return `${prefix}_${time}${counter}${randomBytes(8).toString('hex')}`
+  return `${prefix}_${time}${counter}${processTag}`
 }
-export const newRef = () => `0x${randomBytes(32).toString('hex')}`
+
+/** Random bytes drawn in blocks, so a hold's ref costs no system call. */
+const refPool = { bytes: Buffer.alloc(0), offset: 0 }
+export const newRef = () => {
+  if (refPool.offset + 32 > refPool.bytes.length) {
+    refPool.bytes = randomBytes(32 * 1024)
+    refPool.offset = 0
+  }
+  const ref = `0x${refPool.bytes.toString('hex', refPool.offset, refPool.offset + 32)}`
+  refPool.offset += 32
+  return ref
+}
 
 /** A canonical signature of a call's parameters; equal parameters, equal strings. */
 function signature(fields: Record<string, string | number | bigint | null | undefined>): string {
@@ -118,7 +163,7 @@ function differences(before: string, after: string): string[] {
 }
 
 async function loadBudget(ctx: RuleContext, taskId: string): Promise<BudgetRow> {
-  const b = await ctx.tx.budget(taskId)
+  const b = await readBudget(ctx, taskId)
   if (!b) throw new BudgetNotFoundError({ taskId })
   if (b.nextExpiryAt !== null && b.nextExpiryAt <= ctx.now) return expireDue(ctx, b)
   return b
@@ -153,7 +198,7 @@ async function apply(ctx: RuleContext, before: BudgetRow, after: BudgetRow, chan
   const overspent = balance(after).overspent
   if (before.spent <= before.total && after.spent > after.total)
     emit(ctx, 'overspent', after.taskId, { spent: after.spent, total: after.total, overspent })
-  await ctx.tx.updateBudget(after)
+  writeBudget(ctx, after)
   await ctx.tx.appendJournal({
     taskId: after.taskId,
     kind: change.kind,
@@ -209,7 +254,7 @@ function emit(ctx: RuleContext, kind: string, taskId: string, fields: Record<str
 // Operations
 
 export async function allocate(ctx: RuleContext, input: AllocateInput): Promise<BudgetRow> {
-  const existing = await ctx.tx.budget(input.taskId)
+  const existing = await readBudget(ctx, input.taskId)
   if (existing) {
     const diffs: string[] = []
     if (existing.total !== input.total) diffs.push(`total: was ${existing.total}, now ${input.total}`)
@@ -239,6 +284,7 @@ export async function allocate(ctx: RuleContext, input: AllocateInput): Promise<
     report: null,
   }
   await ctx.tx.insertBudget(row)
+  ctx.budgets.rows.set(row.taskId, row)
   await ctx.tx.appendJournal({
     taskId: row.taskId,
     kind: 'allocate',
@@ -305,8 +351,13 @@ export async function reserve(ctx: RuleContext, input: ReserveInput): Promise<Ho
 async function loadHold(ctx: RuleContext, holdId: string) {
   const first = await ctx.tx.hold(holdId)
   if (!first) throw new HoldNotFoundError({ holdId })
-  // Every writer locks the budget before it changes one of its holds.
+  // Every writer locks the budget before it changes one of its holds. Where the first
+  // read could be older than the lock (row locks, a budget not yet locked in this
+  // transaction, or expiry having run), the hold is read again under the lock.
+  const lockedBefore = !ctx.tx.rowLocks || ctx.budgets.rows.has(first.taskId)
+  const before = ctx.budgets.rows.get(first.taskId)
   const budget = await loadBudget(ctx, first.taskId)
+  if (lockedBefore && before === budget) return { hold: first, budget }
   const hold = await ctx.tx.hold(holdId)
   invariant(hold, `hold ${holdId} vanished`)
   return { hold, budget }
@@ -436,14 +487,14 @@ export async function expireDue(ctx: RuleContext, budget: BudgetRow): Promise<Bu
   )
   if (next !== b.nextExpiryAt) {
     b = { ...b, nextExpiryAt: next }
-    await ctx.tx.updateBudget(b)
+    writeBudget(ctx, b)
   }
   return b
 }
 
 /** Expires due holds of one task; resolves with how many expired. */
 export async function expireTask(ctx: RuleContext, taskId: string): Promise<number> {
-  const b = await ctx.tx.budget(taskId)
+  const b = await readBudget(ctx, taskId)
   if (!b) return 0
   const after = await expireDue(ctx, b)
   return b.openHolds - after.openHolds
@@ -497,7 +548,7 @@ export async function record(ctx: RuleContext, input: RecordInput): Promise<Entr
 }
 
 export async function close(ctx: RuleContext, taskId: string): Promise<BudgetReport> {
-  const b0 = await ctx.tx.budget(taskId)
+  const b0 = await readBudget(ctx, taskId)
   if (!b0) throw new BudgetNotFoundError({ taskId })
   if (b0.closed) {
     invariant(b0.report, `closed budget ${taskId} has no report`)
@@ -619,7 +670,7 @@ export async function revertChainSpend(ctx: RuleContext, entryId: string): Promi
   invariant(entry, `reverting unknown entry ${entryId}`)
   invariant(entry.source === 'onchain' && !entry.reverted, `entry ${entryId} is not a live on-chain entry`)
   {
-    const b = await ctx.tx.budget(entry.taskId)
+    const b = await readBudget(ctx, entry.taskId)
     invariant(b, `entry ${entryId} has no budget`)
     await ctx.tx.updateEntry({ ...entry, reverted: true })
     const after: BudgetRow = { ...b, spent: b.spent - entry.amount, entryCount: b.entryCount - 1 }

@@ -1,5 +1,5 @@
 import { GuardDestroyedError, isDomainError } from './errors.ts'
-import type { RuleContext } from './rules.ts'
+import { type RuleContext, createBudgetCache, flushBudgets } from './rules.ts'
 import type { OutboxRow, Store } from './store/types.ts'
 
 /**
@@ -60,8 +60,9 @@ export function createWriter(options: WriterOptions): Writer {
       await store.transaction(async (tx) => {
         const now = clock()
         rows.length = 0
+        const budgets = createBudgetCache()
         for (const pending of batch) {
-          const ctx: RuleContext = { tx, now, outbox: [], leaseFor: options.leaseFor }
+          const ctx: RuleContext = { tx, now, outbox: [], leaseFor: options.leaseFor, budgets }
           try {
             pending.outcome = { ok: true, value: await pending.op(ctx) }
           } catch (error) {
@@ -75,6 +76,7 @@ export function createWriter(options: WriterOptions): Writer {
             rows.push(row)
           }
         }
+        await flushBudgets(tx, budgets)
       })
     } catch (error) {
       if (batch.length > 1) {

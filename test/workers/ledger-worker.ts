@@ -22,9 +22,20 @@ type Job =
 const job = JSON.parse(process.argv[2] as string) as Job
 const expected = new Set(['BudgetExceededError', 'HoldNotOpenError'])
 
-// Synchronous writes: a line that was written survives the process being killed.
-const say = (line: Record<string, unknown>) =>
-  writeSync(1, `${JSON.stringify(line, (_, v) => (typeof v === 'bigint' ? v.toString() : v))}\n`)
+// Synchronous writes: a line that was written survives the process being killed. The pipe
+// is non-blocking, so a full pipe (a slow reader) answers EAGAIN: wait a moment and go on.
+const pause = new Int32Array(new SharedArrayBuffer(4))
+const say = (line: Record<string, unknown>) => {
+  const bytes = Buffer.from(`${JSON.stringify(line, (_, v) => (typeof v === 'bigint' ? v.toString() : v))}\n`)
+  for (let offset = 0; offset < bytes.length; ) {
+    try {
+      offset += writeSync(1, bytes, offset)
+    } catch (error) {
+      if ((error as { code?: string }).code !== 'EAGAIN') throw error
+      Atomics.wait(pause, 0, 0, 1)
+    }
+  }
+}
 
 let seed = 'seed' in job ? job.seed : 1
 const random = () => {

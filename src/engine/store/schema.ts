@@ -184,14 +184,22 @@ function ledger(dialect: Dialect): Migration {
         .addColumn('entry_id', 'text')
         .addColumn('settle_sig', 'text')
         .addColumn('sig', 'text', (c) => c.notNull())
-        .addUniqueConstraint('holds_task_key', ['task_id', 'key'])
         .execute()
-      await db.schema.createIndex('holds_task_status').on('holds').columns(['task_id', 'status']).execute()
+      // Few, narrow indexes: every reserve and capture pays for each of them.
+      await db.schema
+        .createIndex('holds_task_key')
+        .on('holds')
+        .columns(['task_id', 'key'])
+        .unique()
+        .where(sql.ref('key'), 'is not', null)
+        .execute()
+      await db.schema.createIndex('holds_task').on('holds').columns(['task_id', 'created_at']).execute()
+      await db.schema.createIndex('holds_open').on('holds').column('task_id').where(sql.ref('status'), '=', 'open').execute()
       await db.schema
         .createIndex('holds_open_expiry')
         .on('holds')
         .column('expires_at')
-        .where(sql.ref('status'), '=', 'open')
+        .where(sql<boolean>`status = 'open' and expires_at is not null`)
         .execute()
 
       await db.schema
@@ -219,7 +227,7 @@ function ledger(dialect: Dialect): Migration {
         .createIndex('entries_unconfirmed')
         .on('entries')
         .columns(['chain_id', 'block_number'])
-        .where(sql.ref('confirmed'), '=', 0)
+        .where(sql<boolean>`confirmed = 0 and chain_id is not null`)
         .execute()
 
       await db.schema

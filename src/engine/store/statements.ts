@@ -76,7 +76,7 @@ export function statements(dialect: StoreDialect) {
     confirmLogsUpTo:
       'update chain_logs set confirmed = 1 where chain_id = ? and hook = ? and confirmed = 0 and block_number <= ?',
     confirmEntriesUpTo:
-      'update entries set confirmed = 1 where chain_id = ? and confirmed = 0 and reverted = 0 and block_number <= ?',
+      'update entries set confirmed = 1 where chain_id = ? and chain_id is not null and confirmed = 0 and reverted = 0 and block_number <= ?',
     binding: 'select * from bindings where chain_id = ? and hook = ? and account = ? and sender = ?',
     saveBinding:
       insert(codec.bindings as codec.TableCodec<unknown>) +
@@ -123,6 +123,7 @@ export function createStoreTx(dialect: StoreDialect, exec: Executor): StoreTx {
   }
 
   return {
+    rowLocks: dialect === 'postgres',
     budget: (taskId) => then(exec.get(q.budget, [taskId]), one(codec.budgets.decode)),
     insertBudget: (row) => then(exec.run(q.insertBudget, codec.budgets.encode(row)), ignore),
     updateBudget: (r) =>

@@ -99,6 +99,8 @@ export type OutboxRow = {
  * statement; a `forUpdate` read takes the row's write lock where the store has row locks.
  */
 export interface StoreTx {
+  /** Whether `budget()` takes a row lock (PostgreSQL); SQLite's transaction holds the whole file. */
+  readonly rowLocks: boolean
   budget(taskId: string): MaybePromise<BudgetRow | undefined>
   insertBudget(row: BudgetRow): MaybePromise<void>
   updateBudget(row: BudgetRow): MaybePromise<void>
