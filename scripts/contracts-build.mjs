@@ -18,6 +18,7 @@ const contracts = [
   { file: 'SpendingHook.sol', name: 'SpendingHook', prefix: 'spendingHook' },
   { file: 'MinimalAccount.sol', name: 'MinimalAccount', prefix: 'minimalAccount' },
   { file: 'MockERC20.sol', name: 'MockERC20', prefix: 'mockErc20' },
+  { file: 'TestUSDC.sol', name: 'TestUSDC', prefix: 'testUsdc' },
 ]
 
 function fail(message) {

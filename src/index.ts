@@ -38,3 +38,25 @@ export {
   spendingHookAbi,
   spendingHookBytecode,
 } from './onchain/abi.generated.ts'
+export { testUsdcAbi, testUsdcBytecode } from './onchain/abi.generated.ts'
+export {
+  X402AssetNotAllowedError,
+  X402VersionNotSupportedError,
+  createX402Guard,
+  parseAtomicAmount,
+  receiptTransferAmount,
+  settledAmount,
+  signedAuthorization,
+  wrapFetchWithSpendguard,
+} from './x402/index.ts'
+export type {
+  CreateX402GuardParameters,
+  FetchLike,
+  ReceiptTransferParameters,
+  SettledAmount,
+  SettledAmountParameters,
+  SettledAmountSource,
+  X402Asset,
+  X402Guard,
+  X402PaymentEvent,
+} from './x402/index.ts'

@@ -952,3 +952,807 @@ export const mockErc20Abi = [
 /** Creation bytecode of `MockERC20`. */
 export const mockErc20Bytecode: `0x${string}` =
   '0x608060405234801561000f575f5ffd5b5060405161099938038061099983398101604081905261002e916100eb565b5f61003983826101d4565b50600161004682826101d4565b50505061028e565b634e487b7160e01b5f52604160045260245ffd5b5f82601f830112610071575f5ffd5b81516001600160401b0381111561008a5761008a61004e565b604051601f8201601f19908116603f011681016001600160401b03811182821017156100b8576100b861004e565b6040528181528382016020018510156100cf575f5ffd5b8160208501602083015e5f918101602001919091529392505050565b5f5f604083850312156100fc575f5ffd5b82516001600160401b03811115610111575f5ffd5b61011d85828601610062565b602085015190935090506001600160401b0381111561013a575f5ffd5b61014685828601610062565b9150509250929050565b600181811c9082168061016457607f821691505b60208210810361018257634e487b7160e01b5f52602260045260245ffd5b50919050565b601f8211156101cf57805f5260205f20601f840160051c810160208510156101ad5750805b601f840160051c820191505b818110156101cc575f81556001016101b9565b50505b505050565b81516001600160401b038111156101ed576101ed61004e565b610201816101fb8454610150565b84610188565b6020601f821160018114610233575f831561021c5750848201515b5f19600385901b1c1916600184901b1784556101cc565b5f84815260208120601f198516915b828110156102625787850151825560209485019460019092019101610242565b508482101561027f57868401515f19600387901b60f8161c191681555b50505050600190811b01905550565b6106fe8061029b5f395ff3fe608060405234801561000f575f5ffd5b50600436106100b9575f3560e01c806340c10f191161007257806395d89b411161005857806395d89b4114610176578063a9059cbb1461017e578063dd62ed3e14610191575f5ffd5b806340c10f191461014257806370a0823114610157575f5ffd5b806318160ddd116100a257806318160ddd146100fe57806323b872dd14610115578063313ce56714610128575f5ffd5b806306fdde03146100bd578063095ea7b3146100db575b5f5ffd5b6100c56101bb565b6040516100d29190610547565b60405180910390f35b6100ee6100e93660046105c2565b610246565b60405190151581526020016100d2565b61010760025481565b6040519081526020016100d2565b6100ee6101233660046105ea565b6102bf565b610130600681565b60405160ff90911681526020016100d2565b6101556101503660046105c2565b6103b0565b005b610107610165366004610624565b60036020525f908152604090205481565b6100c5610426565b6100ee61018c3660046105c2565b610433565b61010761019f366004610644565b600460209081525f928352604080842090915290825290205481565b5f80546101c790610675565b80601f01602080910402602001604051908101604052809291908181526020018280546101f390610675565b801561023e5780601f106102155761010080835404028352916020019161023e565b820191905f5260205f20905b81548152906001019060200180831161022157829003601f168201915b505050505081565b335f81815260046020908152604080832073ffffffffffffffffffffffffffffffffffffffff8716808552925280832085905551919290917f8c5be1e5ebec7d5bd14f71427d1e84f3dd0314c0f7b2291e5b200ac8c7c3b925906102ad9086815260200190565b60405180910390a35060015b92915050565b73ffffffffffffffffffffffffffffffffffffffff83165f9081526004602090815260408083203384529091528120547fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff811461039a5782811015610365576040517f192b9e4e00000000000000000000000000000000000000000000000000000000815233600482015260248101829052604481018490526064015b60405180910390fd5b73ffffffffffffffffffffffffffffffffffffffff85165f908152600460209081526040808320338452909152902083820390555b6103a5858585610448565b506001949350505050565b8060025f8282546103c191906106c6565b909155505073ffffffffffffffffffffffffffffffffffffffff82165f818152600360209081526040808320805486019055518481527fddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef910160405180910390a35050565b600180546101c790610675565b5f61043f338484610448565b50600192915050565b73ffffffffffffffffffffffffffffffffffffffff83165f90815260036020526040902054818110156104cd576040517fdb42144d00000000000000000000000000000000000000000000000000000000815273ffffffffffffffffffffffffffffffffffffffff85166004820152602481018290526044810183905260640161035c565b73ffffffffffffffffffffffffffffffffffffffff8085165f8181526003602052604080822086860390559286168082529083902080548601905591517fddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef906105399086815260200190565b60405180910390a350505050565b602081525f82518060208401528060208501604085015e5f6040828501015260407fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffe0601f83011684010191505092915050565b803573ffffffffffffffffffffffffffffffffffffffff811681146105bd575f5ffd5b919050565b5f5f604083850312156105d3575f5ffd5b6105dc8361059a565b946020939093013593505050565b5f5f5f606084860312156105fc575f5ffd5b6106058461059a565b92506106136020850161059a565b929592945050506040919091013590565b5f60208284031215610634575f5ffd5b61063d8261059a565b9392505050565b5f5f60408385031215610655575f5ffd5b61065e8361059a565b915061066c6020840161059a565b90509250929050565b600181811c9082168061068957607f821691505b6020821081036106c0577f4e487b71000000000000000000000000000000000000000000000000000000005f52602260045260245ffd5b50919050565b808201808211156102b9577f4e487b71000000000000000000000000000000000000000000000000000000005f52601160045260245ffd'
+
+/** ABI of `TestUSDC` (contracts/src/TestUSDC.sol). */
+export const testUsdcAbi = [
+  {
+    "type": "constructor",
+    "inputs": [
+      {
+        "name": "name_",
+        "type": "string",
+        "internalType": "string"
+      },
+      {
+        "name": "symbol_",
+        "type": "string",
+        "internalType": "string"
+      },
+      {
+        "name": "version_",
+        "type": "string",
+        "internalType": "string"
+      }
+    ],
+    "stateMutability": "nonpayable"
+  },
+  {
+    "type": "function",
+    "name": "CANCEL_AUTHORIZATION_TYPEHASH",
+    "inputs": [],
+    "outputs": [
+      {
+        "name": "",
+        "type": "bytes32",
+        "internalType": "bytes32"
+      }
+    ],
+    "stateMutability": "view"
+  },
+  {
+    "type": "function",
+    "name": "DOMAIN_SEPARATOR",
+    "inputs": [],
+    "outputs": [
+      {
+        "name": "",
+        "type": "bytes32",
+        "internalType": "bytes32"
+      }
+    ],
+    "stateMutability": "view"
+  },
+  {
+    "type": "function",
+    "name": "RECEIVE_WITH_AUTHORIZATION_TYPEHASH",
+    "inputs": [],
+    "outputs": [
+      {
+        "name": "",
+        "type": "bytes32",
+        "internalType": "bytes32"
+      }
+    ],
+    "stateMutability": "view"
+  },
+  {
+    "type": "function",
+    "name": "TRANSFER_WITH_AUTHORIZATION_TYPEHASH",
+    "inputs": [],
+    "outputs": [
+      {
+        "name": "",
+        "type": "bytes32",
+        "internalType": "bytes32"
+      }
+    ],
+    "stateMutability": "view"
+  },
+  {
+    "type": "function",
+    "name": "allowance",
+    "inputs": [
+      {
+        "name": "holder",
+        "type": "address",
+        "internalType": "address"
+      },
+      {
+        "name": "spender",
+        "type": "address",
+        "internalType": "address"
+      }
+    ],
+    "outputs": [
+      {
+        "name": "",
+        "type": "uint256",
+        "internalType": "uint256"
+      }
+    ],
+    "stateMutability": "view"
+  },
+  {
+    "type": "function",
+    "name": "approve",
+    "inputs": [
+      {
+        "name": "spender",
+        "type": "address",
+        "internalType": "address"
+      },
+      {
+        "name": "amount",
+        "type": "uint256",
+        "internalType": "uint256"
+      }
+    ],
+    "outputs": [
+      {
+        "name": "",
+        "type": "bool",
+        "internalType": "bool"
+      }
+    ],
+    "stateMutability": "nonpayable"
+  },
+  {
+    "type": "function",
+    "name": "authorizationState",
+    "inputs": [
+      {
+        "name": "authorizer",
+        "type": "address",
+        "internalType": "address"
+      },
+      {
+        "name": "nonce",
+        "type": "bytes32",
+        "internalType": "bytes32"
+      }
+    ],
+    "outputs": [
+      {
+        "name": "",
+        "type": "bool",
+        "internalType": "bool"
+      }
+    ],
+    "stateMutability": "view"
+  },
+  {
+    "type": "function",
+    "name": "balanceOf",
+    "inputs": [
+      {
+        "name": "holder",
+        "type": "address",
+        "internalType": "address"
+      }
+    ],
+    "outputs": [
+      {
+        "name": "",
+        "type": "uint256",
+        "internalType": "uint256"
+      }
+    ],
+    "stateMutability": "view"
+  },
+  {
+    "type": "function",
+    "name": "cancelAuthorization",
+    "inputs": [
+      {
+        "name": "authorizer",
+        "type": "address",
+        "internalType": "address"
+      },
+      {
+        "name": "nonce",
+        "type": "bytes32",
+        "internalType": "bytes32"
+      },
+      {
+        "name": "v",
+        "type": "uint8",
+        "internalType": "uint8"
+      },
+      {
+        "name": "r",
+        "type": "bytes32",
+        "internalType": "bytes32"
+      },
+      {
+        "name": "s",
+        "type": "bytes32",
+        "internalType": "bytes32"
+      }
+    ],
+    "outputs": [],
+    "stateMutability": "nonpayable"
+  },
+  {
+    "type": "function",
+    "name": "cancelAuthorization",
+    "inputs": [
+      {
+        "name": "authorizer",
+        "type": "address",
+        "internalType": "address"
+      },
+      {
+        "name": "nonce",
+        "type": "bytes32",
+        "internalType": "bytes32"
+      },
+      {
+        "name": "signature",
+        "type": "bytes",
+        "internalType": "bytes"
+      }
+    ],
+    "outputs": [],
+    "stateMutability": "nonpayable"
+  },
+  {
+    "type": "function",
+    "name": "decimals",
+    "inputs": [],
+    "outputs": [
+      {
+        "name": "",
+        "type": "uint8",
+        "internalType": "uint8"
+      }
+    ],
+    "stateMutability": "view"
+  },
+  {
+    "type": "function",
+    "name": "eip712Domain",
+    "inputs": [],
+    "outputs": [
+      {
+        "name": "fields",
+        "type": "bytes1",
+        "internalType": "bytes1"
+      },
+      {
+        "name": "name_",
+        "type": "string",
+        "internalType": "string"
+      },
+      {
+        "name": "version_",
+        "type": "string",
+        "internalType": "string"
+      },
+      {
+        "name": "chainId",
+        "type": "uint256",
+        "internalType": "uint256"
+      },
+      {
+        "name": "verifyingContract",
+        "type": "address",
+        "internalType": "address"
+      },
+      {
+        "name": "salt",
+        "type": "bytes32",
+        "internalType": "bytes32"
+      },
+      {
+        "name": "extensions",
+        "type": "uint256[]",
+        "internalType": "uint256[]"
+      }
+    ],
+    "stateMutability": "view"
+  },
+  {
+    "type": "function",
+    "name": "mint",
+    "inputs": [
+      {
+        "name": "to",
+        "type": "address",
+        "internalType": "address"
+      },
+      {
+        "name": "amount",
+        "type": "uint256",
+        "internalType": "uint256"
+      }
+    ],
+    "outputs": [],
+    "stateMutability": "nonpayable"
+  },
+  {
+    "type": "function",
+    "name": "name",
+    "inputs": [],
+    "outputs": [
+      {
+        "name": "",
+        "type": "string",
+        "internalType": "string"
+      }
+    ],
+    "stateMutability": "view"
+  },
+  {
+    "type": "function",
+    "name": "receiveWithAuthorization",
+    "inputs": [
+      {
+        "name": "from",
+        "type": "address",
+        "internalType": "address"
+      },
+      {
+        "name": "to",
+        "type": "address",
+        "internalType": "address"
+      },
+      {
+        "name": "value",
+        "type": "uint256",
+        "internalType": "uint256"
+      },
+      {
+        "name": "validAfter",
+        "type": "uint256",
+        "internalType": "uint256"
+      },
+      {
+        "name": "validBefore",
+        "type": "uint256",
+        "internalType": "uint256"
+      },
+      {
+        "name": "nonce",
+        "type": "bytes32",
+        "internalType": "bytes32"
+      },
+      {
+        "name": "signature",
+        "type": "bytes",
+        "internalType": "bytes"
+      }
+    ],
+    "outputs": [],
+    "stateMutability": "nonpayable"
+  },
+  {
+    "type": "function",
+    "name": "receiveWithAuthorization",
+    "inputs": [
+      {
+        "name": "from",
+        "type": "address",
+        "internalType": "address"
+      },
+      {
+        "name": "to",
+        "type": "address",
+        "internalType": "address"
+      },
+      {
+        "name": "value",
+        "type": "uint256",
+        "internalType": "uint256"
+      },
+      {
+        "name": "validAfter",
+        "type": "uint256",
+        "internalType": "uint256"
+      },
+      {
+        "name": "validBefore",
+        "type": "uint256",
+        "internalType": "uint256"
+      },
+      {
+        "name": "nonce",
+        "type": "bytes32",
+        "internalType": "bytes32"
+      },
+      {
+        "name": "v",
+        "type": "uint8",
+        "internalType": "uint8"
+      },
+      {
+        "name": "r",
+        "type": "bytes32",
+        "internalType": "bytes32"
+      },
+      {
+        "name": "s",
+        "type": "bytes32",
+        "internalType": "bytes32"
+      }
+    ],
+    "outputs": [],
+    "stateMutability": "nonpayable"
+  },
+  {
+    "type": "function",
+    "name": "symbol",
+    "inputs": [],
+    "outputs": [
+      {
+        "name": "",
+        "type": "string",
+        "internalType": "string"
+      }
+    ],
+    "stateMutability": "view"
+  },
+  {
+    "type": "function",
+    "name": "totalSupply",
+    "inputs": [],
+    "outputs": [
+      {
+        "name": "",
+        "type": "uint256",
+        "internalType": "uint256"
+      }
+    ],
+    "stateMutability": "view"
+  },
+  {
+    "type": "function",
+    "name": "transfer",
+    "inputs": [
+      {
+        "name": "to",
+        "type": "address",
+        "internalType": "address"
+      },
+      {
+        "name": "amount",
+        "type": "uint256",
+        "internalType": "uint256"
+      }
+    ],
+    "outputs": [
+      {
+        "name": "",
+        "type": "bool",
+        "internalType": "bool"
+      }
+    ],
+    "stateMutability": "nonpayable"
+  },
+  {
+    "type": "function",
+    "name": "transferFrom",
+    "inputs": [
+      {
+        "name": "from",
+        "type": "address",
+        "internalType": "address"
+      },
+      {
+        "name": "to",
+        "type": "address",
+        "internalType": "address"
+      },
+      {
+        "name": "amount",
+        "type": "uint256",
+        "internalType": "uint256"
+      }
+    ],
+    "outputs": [
+      {
+        "name": "",
+        "type": "bool",
+        "internalType": "bool"
+      }
+    ],
+    "stateMutability": "nonpayable"
+  },
+  {
+    "type": "function",
+    "name": "transferWithAuthorization",
+    "inputs": [
+      {
+        "name": "from",
+        "type": "address",
+        "internalType": "address"
+      },
+      {
+        "name": "to",
+        "type": "address",
+        "internalType": "address"
+      },
+      {
+        "name": "value",
+        "type": "uint256",
+        "internalType": "uint256"
+      },
+      {
+        "name": "validAfter",
+        "type": "uint256",
+        "internalType": "uint256"
+      },
+      {
+        "name": "validBefore",
+        "type": "uint256",
+        "internalType": "uint256"
+      },
+      {
+        "name": "nonce",
+        "type": "bytes32",
+        "internalType": "bytes32"
+      },
+      {
+        "name": "signature",
+        "type": "bytes",
+        "internalType": "bytes"
+      }
+    ],
+    "outputs": [],
+    "stateMutability": "nonpayable"
+  },
+  {
+    "type": "function",
+    "name": "transferWithAuthorization",
+    "inputs": [
+      {
+        "name": "from",
+        "type": "address",
+        "internalType": "address"
+      },
+      {
+        "name": "to",
+        "type": "address",
+        "internalType": "address"
+      },
+      {
+        "name": "value",
+        "type": "uint256",
+        "internalType": "uint256"
+      },
+      {
+        "name": "validAfter",
+        "type": "uint256",
+        "internalType": "uint256"
+      },
+      {
+        "name": "validBefore",
+        "type": "uint256",
+        "internalType": "uint256"
+      },
+      {
+        "name": "nonce",
+        "type": "bytes32",
+        "internalType": "bytes32"
+      },
+      {
+        "name": "v",
+        "type": "uint8",
+        "internalType": "uint8"
+      },
+      {
+        "name": "r",
+        "type": "bytes32",
+        "internalType": "bytes32"
+      },
+      {
+        "name": "s",
+        "type": "bytes32",
+        "internalType": "bytes32"
+      }
+    ],
+    "outputs": [],
+    "stateMutability": "nonpayable"
+  },
+  {
+    "type": "function",
+    "name": "version",
+    "inputs": [],
+    "outputs": [
+      {
+        "name": "",
+        "type": "string",
+        "internalType": "string"
+      }
+    ],
+    "stateMutability": "view"
+  },
+  {
+    "type": "event",
+    "name": "Approval",
+    "inputs": [
+      {
+        "name": "owner",
+        "type": "address",
+        "indexed": true,
+        "internalType": "address"
+      },
+      {
+        "name": "spender",
+        "type": "address",
+        "indexed": true,
+        "internalType": "address"
+      },
+      {
+        "name": "value",
+        "type": "uint256",
+        "indexed": false,
+        "internalType": "uint256"
+      }
+    ],
+    "anonymous": false
+  },
+  {
+    "type": "event",
+    "name": "AuthorizationCanceled",
+    "inputs": [
+      {
+        "name": "authorizer",
+        "type": "address",
+        "indexed": true,
+        "internalType": "address"
+      },
+      {
+        "name": "nonce",
+        "type": "bytes32",
+        "indexed": true,
+        "internalType": "bytes32"
+      }
+    ],
+    "anonymous": false
+  },
+  {
+    "type": "event",
+    "name": "AuthorizationUsed",
+    "inputs": [
+      {
+        "name": "authorizer",
+        "type": "address",
+        "indexed": true,
+        "internalType": "address"
+      },
+      {
+        "name": "nonce",
+        "type": "bytes32",
+        "indexed": true,
+        "internalType": "bytes32"
+      }
+    ],
+    "anonymous": false
+  },
+  {
+    "type": "event",
+    "name": "Transfer",
+    "inputs": [
+      {
+        "name": "from",
+        "type": "address",
+        "indexed": true,
+        "internalType": "address"
+      },
+      {
+        "name": "to",
+        "type": "address",
+        "indexed": true,
+        "internalType": "address"
+      },
+      {
+        "name": "value",
+        "type": "uint256",
+        "indexed": false,
+        "internalType": "uint256"
+      }
+    ],
+    "anonymous": false
+  },
+  {
+    "type": "error",
+    "name": "AuthorizationAlreadyUsed",
+    "inputs": [
+      {
+        "name": "authorizer",
+        "type": "address",
+        "internalType": "address"
+      },
+      {
+        "name": "nonce",
+        "type": "bytes32",
+        "internalType": "bytes32"
+      }
+    ]
+  },
+  {
+    "type": "error",
+    "name": "AuthorizationExpired",
+    "inputs": [
+      {
+        "name": "validBefore",
+        "type": "uint256",
+        "internalType": "uint256"
+      },
+      {
+        "name": "timestamp",
+        "type": "uint256",
+        "internalType": "uint256"
+      }
+    ]
+  },
+  {
+    "type": "error",
+    "name": "AuthorizationNotYetValid",
+    "inputs": [
+      {
+        "name": "validAfter",
+        "type": "uint256",
+        "internalType": "uint256"
+      },
+      {
+        "name": "timestamp",
+        "type": "uint256",
+        "internalType": "uint256"
+      }
+    ]
+  },
+  {
+    "type": "error",
+    "name": "CallerNotPayee",
+    "inputs": [
+      {
+        "name": "caller",
+        "type": "address",
+        "internalType": "address"
+      },
+      {
+        "name": "payee",
+        "type": "address",
+        "internalType": "address"
+      }
+    ]
+  },
+  {
+    "type": "error",
+    "name": "InsufficientAllowance",
+    "inputs": [
+      {
+        "name": "spender",
+        "type": "address",
+        "internalType": "address"
+      },
+      {
+        "name": "allowance",
+        "type": "uint256",
+        "internalType": "uint256"
+      },
+      {
+        "name": "needed",
+        "type": "uint256",
+        "internalType": "uint256"
+      }
+    ]
+  },
+  {
+    "type": "error",
+    "name": "InsufficientBalance",
+    "inputs": [
+      {
+        "name": "holder",
+        "type": "address",
+        "internalType": "address"
+      },
+      {
+        "name": "balance",
+        "type": "uint256",
+        "internalType": "uint256"
+      },
+      {
+        "name": "needed",
+        "type": "uint256",
+        "internalType": "uint256"
+      }
+    ]
+  },
+  {
+    "type": "error",
+    "name": "InvalidSignature",
+    "inputs": [
+      {
+        "name": "authorizer",
+        "type": "address",
+        "internalType": "address"
+      }
+    ]
+  }
+] as const
+
+/** Creation bytecode of `TestUSDC`. */
+export const testUsdcBytecode: `0x${string}` =
+  '0x610100604052348015610010575f5ffd5b50604051611de6380380611de683398101604081905261002f91610175565b5f61003a8482610288565b5060016100478382610288565b5060026100548282610288565b508251602080850191909120608081815283518484012060a08181524660c0818152604080517f8b73c3c69bb8fe3d512ecc4cf759cc79239f7b179b0ffacaa9a75d522b39400f818a015280820197909752606087019490945293850152308482015281518085039091018152929091019052805191012060e05250610342915050565b634e487b7160e01b5f52604160045260245ffd5b5f82601f8301126100fb575f5ffd5b81516001600160401b03811115610114576101146100d8565b604051601f8201601f19908116603f011681016001600160401b0381118282101715610142576101426100d8565b604052818152838201602001851015610159575f5ffd5b8160208501602083015e5f918101602001919091529392505050565b5f5f5f60608486031215610187575f5ffd5b83516001600160401b0381111561019c575f5ffd5b6101a8868287016100ec565b602086015190945090506001600160401b038111156101c5575f5ffd5b6101d1868287016100ec565b604086015190935090506001600160401b038111156101ee575f5ffd5b6101fa868287016100ec565b9150509250925092565b600181811c9082168061021857607f821691505b60208210810361023657634e487b7160e01b5f52602260045260245ffd5b50919050565b601f82111561028357805f5260205f20601f840160051c810160208510156102615750805b601f840160051c820191505b81811015610280575f815560010161026d565b50505b505050565b81516001600160401b038111156102a1576102a16100d8565b6102b5816102af8454610204565b8461023c565b6020601f8211600181146102e7575f83156102d05750848201515b5f19600385901b1c1916600184901b178455610280565b5f84815260208120601f198516915b8281101561031657878501518255602094850194600190920191016102f6565b508482101561033357868401515f19600387901b60f8161c191681555b50505050600190811b01905550565b60805160a05160c05160e051611a556103915f395f81816106a9015261140601525f81816105d5015261133301525f818161065101526113af01525f818161062901526113870152611a555ff3fe608060405234801561000f575f5ffd5b5060043610610184575f3560e01c806384b0196e116100dd578063cf09299511610088578063e3ee160e11610063578063e3ee160e14610372578063e94a010214610385578063ef55bec6146103ca575f5ffd5b8063cf0929951461030e578063d916948714610321578063dd62ed3e14610348575f5ffd5b8063a0cc6a68116100b8578063a0cc6a68146102c1578063a9059cbb146102e8578063b7b72899146102fb575f5ffd5b806384b0196e1461028b57806388b7ab63146102a657806395d89b41146102b9575f5ffd5b80633644e5151161013d5780635a049a70116101185780635a049a701461023257806370a08231146102455780637f2eecc314610264575f5ffd5b80633644e5151461020d57806340c10f191461021557806354fd4d501461022a575f5ffd5b806318160ddd1161016d57806318160ddd146101c957806323b872dd146101e0578063313ce567146101f3575f5ffd5b806306fdde0314610188578063095ea7b3146101a6575b5f5ffd5b6101906103dd565b60405161019d91906114cd565b60405180910390f35b6101b96101b4366004611507565b610468565b604051901515815260200161019d565b6101d260035481565b60405190815260200161019d565b6101b96101ee36600461152f565b6104e1565b6101fb600681565b60405160ff909116815260200161019d565b6101d26105d2565b610228610223366004611507565b6106cb565b005b610190610741565b610228610240366004611579565b61074e565b6101d26102533660046115c3565b60046020525f908152604090205481565b6101d27fd099cc98ef71107a616c4f0f941f04c322d8e254fe26b3c6668db87aae413de881565b610293610770565b60405161019d97969594939291906115dc565b6102286102b43660046116e0565b6108fb565b6101906109bc565b6101d27f7c7c6cdb67a18743f49ec6fa9b35f50d52ed05cbed4cc592e13b44501c1a226781565b6101b96102f6366004611507565b6109c9565b610228610309366004611765565b6109de565b61022861031c3660046116e0565b6109fe565b6101d27f158b0a9edf7a828aad02f63cd515c68ef2f50ba807396f6d12842833a159742981565b6101d26103563660046117bb565b600560209081525f928352604080842090915290825290205481565b6102286103803660046117ec565b610a2e565b6101b9610393366004611507565b73ffffffffffffffffffffffffffffffffffffffff919091165f908152600660209081526040808320938352929052205460ff1690565b6102286103d83660046117ec565b610a84565b5f80546103e990611867565b80601f016020809104026020016040519081016040528092919081815260200182805461041590611867565b80156104605780601f1061043757610100808354040283529160200191610460565b820191905f5260205f20905b81548152906001019060200180831161044357829003601f168201915b505050505081565b335f81815260056020908152604080832073ffffffffffffffffffffffffffffffffffffffff8716808552925280832085905551919290917f8c5be1e5ebec7d5bd14f71427d1e84f3dd0314c0f7b2291e5b200ac8c7c3b925906104cf9086815260200190565b60405180910390a35060015b92915050565b73ffffffffffffffffffffffffffffffffffffffff83165f9081526005602090815260408083203384529091528120547fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff81146105bc5782811015610587576040517f192b9e4e00000000000000000000000000000000000000000000000000000000815233600482015260248101829052604481018490526064015b60405180910390fd5b73ffffffffffffffffffffffffffffffffffffffff85165f908152600560209081526040808320338452909152902083820390555b6105c7858585610b21565b506001949350505050565b5f7f000000000000000000000000000000000000000000000000000000000000000046146106a6576106a1604080517f8b73c3c69bb8fe3d512ecc4cf759cc79239f7b179b0ffacaa9a75d522b39400f60208201527f0000000000000000000000000000000000000000000000000000000000000000918101919091527f000000000000000000000000000000000000000000000000000000000000000060608201524660808201523060a08201525f9060c00160405160208183030381529060405280519060200120905090565b905090565b507f000000000000000000000000000000000000000000000000000000000000000090565b8060035f8282546106dc91906118b8565b909155505073ffffffffffffffffffffffffffffffffffffffff82165f818152600460209081526040808320805486019055518481527fddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef910160405180910390a35050565b600280546103e990611867565b5f6107598686610c20565b90506107688682868686610ce6565b505050505050565b5f60608082808083816002463083806040519080825280602002602001820160405280156107a8578160200160208202803683370190505b507f0f000000000000000000000000000000000000000000000000000000000000009594939291908580546107dc90611867565b80601f016020809104026020016040519081016040528092919081815260200182805461080890611867565b80156108535780601f1061082a57610100808354040283529160200191610853565b820191905f5260205f20905b81548152906001019060200180831161083657829003601f168201915b5050505050955084805461086690611867565b80601f016020809104026020016040519081016040528092919081815260200182805461089290611867565b80156108dd5780601f106108b4576101008083540402835291602001916108dd565b820191905f5260205f20905b8154815290600101906020018083116108c057829003601f168201915b50505050509450965096509650965096509650965090919293949596565b3373ffffffffffffffffffffffffffffffffffffffff881614610968576040517fa54718e800000000000000000000000000000000000000000000000000000000815233600482015273ffffffffffffffffffffffffffffffffffffffff8816602482015260440161057e565b5f6109987fd099cc98ef71107a616c4f0f941f04c322d8e254fe26b3c6668db87aae413de88a8a8a8a8a8a610e90565b90506109a689828585610fc8565b6109b1898989610b21565b505050505050505050565b600180546103e990611867565b5f6109d5338484610b21565b50600192915050565b5f6109e98585610c20565b90506109f785828585610fc8565b5050505050565b5f6109987f7c7c6cdb67a18743f49ec6fa9b35f50d52ed05cbed4cc592e13b44501c1a22678a8a8a8a8a8a610e90565b5f610a5e7f7c7c6cdb67a18743f49ec6fa9b35f50d52ed05cbed4cc592e13b44501c1a22678b8b8b8b8b8b610e90565b9050610a6d8a82868686610ce6565b610a788a8a8a610b21565b50505050505050505050565b3373ffffffffffffffffffffffffffffffffffffffff891614610af1576040517fa54718e800000000000000000000000000000000000000000000000000000000815233600482015273ffffffffffffffffffffffffffffffffffffffff8916602482015260440161057e565b5f610a5e7fd099cc98ef71107a616c4f0f941f04c322d8e254fe26b3c6668db87aae413de88b8b8b8b8b8b610e90565b73ffffffffffffffffffffffffffffffffffffffff83165f9081526004602052604090205481811015610ba6576040517fdb42144d00000000000000000000000000000000000000000000000000000000815273ffffffffffffffffffffffffffffffffffffffff85166004820152602481018290526044810183905260640161057e565b73ffffffffffffffffffffffffffffffffffffffff8085165f8181526004602052604080822086860390559286168082529083902080548601905591517fddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef90610c129086815260200190565b60405180910390a350505050565b5f610c2b838361124c565b604051829073ffffffffffffffffffffffffffffffffffffffff8516907f1cdd46ff242716cdaa72d159d339a485b3438398348d68f09d7c8c0a59353d81905f90a3604080517f158b0a9edf7a828aad02f63cd515c68ef2f50ba807396f6d12842833a1597429602082015273ffffffffffffffffffffffffffffffffffffffff85169181019190915260608101839052610cdf906080015b6040516020818303038152906040528051906020012061132f565b9392505050565b7f7fffffffffffffffffffffffffffffff5d576e7357a4501ddfe92f46681b20a0811180610d2757508260ff16601b14158015610d2757508260ff16601c14155b15610d76576040517fd855c4f400000000000000000000000000000000000000000000000000000000815273ffffffffffffffffffffffffffffffffffffffff8616600482015260240161057e565b604080515f8082526020820180845287905260ff861692820192909252606081018490526080810183905260019060a0016020604051602081039080840390855afa158015610dc7573d5f5f3e3d5ffd5b50506040517fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffe0015191505073ffffffffffffffffffffffffffffffffffffffff81161580610e4157508573ffffffffffffffffffffffffffffffffffffffff168173ffffffffffffffffffffffffffffffffffffffff1614155b15610768576040517fd855c4f400000000000000000000000000000000000000000000000000000000815273ffffffffffffffffffffffffffffffffffffffff8716600482015260240161057e565b5f834211610ed3576040517f498ff9a20000000000000000000000000000000000000000000000000000000081526004810185905242602482015260440161057e565b824210610f15576040517fb3fcd33e0000000000000000000000000000000000000000000000000000000081526004810184905242602482015260440161057e565b610f1f878361124c565b604051829073ffffffffffffffffffffffffffffffffffffffff8916907f98de503528ee59b575ef0c0a2576a82497bfc029a5685b209e9ec333479b10a5905f90a360408051602081018a905273ffffffffffffffffffffffffffffffffffffffff808a169282019290925290871660608201526080810186905260a0810185905260c0810184905260e08101839052610fbc9061010001610cc4565b98975050505050505050565b73ffffffffffffffffffffffffffffffffffffffff84163b156111a0575f5f8573ffffffffffffffffffffffffffffffffffffffff16631626ba7e60e01b86868660405160240161101b939291906118f0565b604080517fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffe08184030181529181526020820180517bffffffffffffffffffffffffffffffffffffffffffffffffffffffff167fffffffff000000000000000000000000000000000000000000000000000000009094169390931790925290516110a49190611943565b5f60405180830381855afa9150503d805f81146110dc576040519150601f19603f3d011682016040523d82523d5f602084013e6110e1565b606091505b50915091508115806110f557508051602014155b8061114a57507f1626ba7e0000000000000000000000000000000000000000000000000000000061112582611959565b7fffffffff000000000000000000000000000000000000000000000000000000001614155b15611199576040517fd855c4f400000000000000000000000000000000000000000000000000000000815273ffffffffffffffffffffffffffffffffffffffff8716600482015260240161057e565b5050611246565b604181146111f2576040517fd855c4f400000000000000000000000000000000000000000000000000000000815273ffffffffffffffffffffffffffffffffffffffff8516600482015260240161057e565b61124684848484604081811061120a5761120a6119c5565b919091013560f81c905061122160205f87896119f2565b61122a91611a19565b61123860406020888a6119f2565b61124191611a19565b610ce6565b50505050565b73ffffffffffffffffffffffffffffffffffffffff82165f90815260066020908152604080832084845290915290205460ff16156112d5576040517fd309466d00000000000000000000000000000000000000000000000000000000815273ffffffffffffffffffffffffffffffffffffffff831660048201526024810182905260440161057e565b73ffffffffffffffffffffffffffffffffffffffff9091165f9081526006602090815260408083209383529290522080547fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff00166001179055565b5f5f7f00000000000000000000000000000000000000000000000000000000000000004614611404576113ff604080517f8b73c3c69bb8fe3d512ecc4cf759cc79239f7b179b0ffacaa9a75d522b39400f60208201527f0000000000000000000000000000000000000000000000000000000000000000918101919091527f000000000000000000000000000000000000000000000000000000000000000060608201524660808201523060a08201525f9060c00160405160208183030381529060405280519060200120905090565b611426565b7f00000000000000000000000000000000000000000000000000000000000000005b6040517f19010000000000000000000000000000000000000000000000000000000000006020820152602281018290526042810185905290915060620160405160208183030381529060405280519060200120915050919050565b5f81518084528060208401602086015e5f6020828601015260207fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffe0601f83011685010191505092915050565b602081525f610cdf6020830184611481565b803573ffffffffffffffffffffffffffffffffffffffff81168114611502575f5ffd5b919050565b5f5f60408385031215611518575f5ffd5b611521836114df565b946020939093013593505050565b5f5f5f60608486031215611541575f5ffd5b61154a846114df565b9250611558602085016114df565b929592945050506040919091013590565b803560ff81168114611502575f5ffd5b5f5f5f5f5f60a0868803121561158d575f5ffd5b611596866114df565b9450602086013593506115ab60408701611569565b94979396509394606081013594506080013592915050565b5f602082840312156115d3575f5ffd5b610cdf826114df565b7fff000000000000000000000000000000000000000000000000000000000000008816815260e060208201525f61161660e0830189611481565b82810360408401526116288189611481565b6060840188905273ffffffffffffffffffffffffffffffffffffffff8716608085015260a0840186905283810360c0850152845180825260208087019350909101905f5b8181101561168a57835183526020938401939092019160010161166c565b50909b9a5050505050505050505050565b5f5f83601f8401126116ab575f5ffd5b50813567ffffffffffffffff8111156116c2575f5ffd5b6020830191508360208285010111156116d9575f5ffd5b9250929050565b5f5f5f5f5f5f5f5f60e0898b0312156116f7575f5ffd5b611700896114df565b975061170e60208a016114df565b965060408901359550606089013594506080890135935060a0890135925060c089013567ffffffffffffffff811115611745575f5ffd5b6117518b828c0161169b565b999c989b5096995094979396929594505050565b5f5f5f5f60608587031215611778575f5ffd5b611781856114df565b935060208501359250604085013567ffffffffffffffff8111156117a3575f5ffd5b6117af8782880161169b565b95989497509550505050565b5f5f604083850312156117cc575f5ffd5b6117d5836114df565b91506117e3602084016114df565b90509250929050565b5f5f5f5f5f5f5f5f5f6101208a8c031215611805575f5ffd5b61180e8a6114df565b985061181c60208b016114df565b975060408a0135965060608a0135955060808a0135945060a08a0135935061184660c08b01611569565b989b979a50959894979396929550929360e081013593506101000135919050565b600181811c9082168061187b57607f821691505b6020821081036118b2577f4e487b71000000000000000000000000000000000000000000000000000000005f52602260045260245ffd5b50919050565b808201808211156104db577f4e487b71000000000000000000000000000000000000000000000000000000005f52601160045260245ffd5b83815260406020820152816040820152818360608301375f818301606090810191909152601f9092017fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffe016010192915050565b5f82518060208501845e5f920191825250919050565b805160208201517fffffffff000000000000000000000000000000000000000000000000000000008116919060048210156119be577fffffffff00000000000000000000000000000000000000000000000000000000808360040360031b1b82161692505b5050919050565b7f4e487b71000000000000000000000000000000000000000000000000000000005f52603260045260245ffd5b5f5f85851115611a00575f5ffd5b83861115611a0c575f5ffd5b5050820193919092039150565b803560208310156104db577fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff602084900360031b1b169291505056'

@@ -1,0 +1,438 @@
+import { AsyncLocalStorage } from 'node:async_hooks'
+import type {
+  PaymentCreatedContext,
+  PaymentCreationContext,
+  PaymentCreationFailureContext,
+  PaymentResponseContext,
+  x402Client,
+} from '@x402/core/client'
+import type { PaymentPayload, PaymentRequirements, SettleResponse } from '@x402/core/types'
+import { wrapFetchWithPayment } from '@x402/fetch'
+import { type PublicClient, isAddress, isHash } from 'viem'
+import { HoldNotOpenError, InvalidAmountError, InvalidArgumentError } from '../engine/errors.ts'
+import type { Guard } from '../engine/guard.ts'
+import type { Hold, SpendEntry } from '../engine/types.ts'
+import { assertId, optionalText, optionalTtlMs } from '../engine/validate.ts'
+import { X402AssetNotAllowedError, X402VersionNotSupportedError } from './errors.ts'
+import {
+  type SettledAmountSource,
+  parseAtomicAmount,
+  receiptTransferAmount,
+  settledAmount,
+  signedAuthorization,
+} from './settled.ts'
+
+/** A `fetch`-shaped function, such as the one `wrapFetchWithPayment` of `@x402/fetch` returns. */
+export type FetchLike = (input: string | URL | Request, init?: RequestInit) => Promise<Response>
+
+/** A token contract that carries the budget's asset on one network. */
+export type X402Asset = {
+  /** CAIP-2 network id, e.g. `eip155:8453` (Base) or `eip155:31337` (anvil). */
+  network: `${string}:${string}`
+  /** The token as x402 names it in payment requirements: an EVM address (any case) or the network's own id. */
+  asset: string
+  /**
+   * A viem client of `network` (EVM only). When given, a settlement whose response carries no
+   * `amount` is measured by the `Transfer` logs of its transaction, and a settlement the
+   * facilitator could not confirm (`settlement_pending`) is resolved by waiting for its receipt.
+   */
+  publicClient?: PublicClient | undefined
+}
+
+export type CreateX402GuardParameters = {
+  guard: Guard
+  /** The task whose budget pays. */
+  taskId: string
+  /**
+   * The tokens that carry the budget's asset. A payment requirement in any other token or network
+   * is refused with {@link X402AssetNotAllowedError} before anything is signed.
+   */
+  assets: readonly X402Asset[]
+  /**
+   * Lifetime of each hold; the engine releases a hold that outlives it. Unset: holds live until the
+   * payment's response (or, with {@link X402Guard.wrapFetch}, the end of the request). Set it longer
+   * than the servers' `maxTimeoutSeconds`, or a late settlement finds its hold expired.
+   */
+  holdTtlMs?: number | undefined
+  /** `tool` of every spend entry. */
+  tool?: string | undefined
+  /** How long to wait for a settlement transaction's receipt (default 30 s). */
+  receiptTimeoutMs?: number | undefined
+  /** Told about every hold the adapter reserves, captures or releases, for logs and metrics (what it throws is ignored). */
+  onPayment?: ((event: X402PaymentEvent) => void) | undefined
+}
+
+/** What happened to one payment's hold. */
+export type X402PaymentEvent =
+  | { type: 'reserved'; hold: Hold; requirements: PaymentRequirements; resource: string | undefined }
+  | { type: 'captured'; hold: Hold; entry: SpendEntry; settlement: SettleResponse; amountSource: SettledAmountSource }
+  | { type: 'released'; hold: Hold; reason: string; settlement?: SettleResponse | undefined }
+  /** The facilitator broadcast the settlement but could not confirm it, and no client could either: the hold stays open. */
+  | { type: 'unresolved'; hold: Hold; settlement: SettleResponse }
+
+export type X402Guard = {
+  readonly taskId: string
+  /**
+   * Installs the guard's hooks on an x402 client: reserve before a payment is created, capture or
+   * release when its response comes back. A client can be guarded by one adapter only.
+   */
+  register<C extends x402Client>(client: C): C
+  /**
+   * Wraps a paying fetch (`wrapFetchWithPayment(fetch, client)` of a registered client) so that a
+   * refusal reaches the caller as the guard's own error (`BudgetExceededError`, …) rather than the
+   * transport's generic one, and so that a hold whose payment never got a response (a network
+   * error after signing) is released when the request ends.
+   */
+  wrapFetch(paidFetch: FetchLike): FetchLike
+}
+
+type PaymentState = 'reserved' | 'signed' | 'settling' | 'done'
+
+type Payment = {
+  hold: Hold
+  requirements: PaymentRequirements
+  asset: X402Asset
+  resource: string | undefined
+  state: PaymentState
+}
+
+/** The payments one wrapped request made, and the refusal that stopped it, if any. */
+type Call = { payments: Payment[]; refusal?: unknown }
+
+const settlementPendingReason = 'settlement_pending'
+const caip2Pattern = /^[-a-z0-9]{3,8}:[-_a-zA-Z0-9]{1,32}$/
+const evmAddressPattern = /^0x[0-9a-fA-F]{40}$/
+/** Accepts addresses in any case (a checksum is not required). */
+const loose = { strict: false } as const
+
+/** Clients some adapter guards: a second adapter would reserve every payment twice. */
+const guardedClients = new WeakSet<object>()
+
+/**
+ * Creates the spendguard adapter for x402 clients (`@x402/core`, `@x402/fetch`, `@x402/evm`).
+ * For each payment the client is about to create, it checks that the selected requirement pays in
+ * one of `assets` and reserves its amount on the task's budget; a refusal
+ * (`BudgetExceededError`, `RiskDeniedError`, `BudgetClosedError`, …) stops the payment before
+ * anything is signed. When the paid response comes back it captures the settled amount (see
+ * {@link settledAmount}) with the resource's host as `peer` and the settlement transaction as
+ * `reason`, or releases the hold when the settlement failed. Each payment has its own hold, so
+ * any number of requests may pay at once.
+ *
+ * @example
+ * import { createGuard, createX402Guard } from 'spendguard'
+ * import { wrapFetchWithPayment, x402Client } from '@x402/fetch'
+ * import { ExactEvmScheme } from '@x402/evm/exact/client'
+ * import { privateKeyToAccount } from 'viem/accounts'
+ *
+ * const guard = await createGuard()
+ * await guard.allocate('task-1', { total: 5_000_000n, asset: 'USDC', decimals: 6 })
+ *
+ * const client = new x402Client().register('eip155:8453', new ExactEvmScheme(privateKeyToAccount(key)))
+ * const spend = createX402Guard({
+ *   guard,
+ *   taskId: 'task-1',
+ *   assets: [{ network: 'eip155:8453', asset: '0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913' }],
+ * })
+ * spend.register(client)
+ * const pay = spend.wrapFetch(wrapFetchWithPayment(fetch, client))
+ *
+ * const response = await pay('https://api.example.com/search?q=anvil') // reserved, paid, captured
+ */
+export function createX402Guard(parameters: CreateX402GuardParameters): X402Guard {
+  const { guard, taskId, assets, tool, onPayment } = validate(parameters)
+  const holdTtlMs = parameters.holdTtlMs
+  const receiptTimeoutMs = parameters.receiptTimeoutMs
+  const calls = new AsyncLocalStorage<Call>()
+  /** Reserved payments not signed yet, by the requirement they pay (the object the client selected). */
+  const reservedByRequirements = new WeakMap<PaymentRequirements, Payment[]>()
+  /** Signed payments waiting for their response, by the payload the client sends. */
+  const signedByPayload = new WeakMap<PaymentPayload, Payment>()
+  const chainChecks = new Map<X402Asset, Promise<void>>()
+
+  function emit(event: X402PaymentEvent): void {
+    try {
+      onPayment?.(event)
+    } catch {
+      // An observer cannot undo a payment: its error must not leave a hold behind.
+    }
+  }
+
+  /** A client's chain must be the asset's network: checked once, before the first signature. */
+  function checkChain(asset: X402Asset): Promise<void> {
+    const client = asset.publicClient
+    if (!client) return Promise.resolve()
+    let check = chainChecks.get(asset)
+    if (!check) {
+      check = client.getChainId().then((chainId) => {
+        if (`eip155:${chainId}` !== asset.network)
+          throw new InvalidArgumentError({
+            argument: 'assets[].publicClient',
+            value: `eip155:${chainId}`,
+            reason: `a client of ${asset.network}`,
+          })
+      })
+      check.catch(() => chainChecks.delete(asset))
+      chainChecks.set(asset, check)
+    }
+    return check
+  }
+
+  async function reserve(context: PaymentCreationContext): Promise<Payment> {
+    const { paymentRequired, selectedRequirements: requirements } = context
+    if (paymentRequired.x402Version !== 2) throw new X402VersionNotSupportedError({ x402Version: paymentRequired.x402Version })
+    const asset = assets.find((a) => a.network === requirements.network && sameAsset(a.asset, requirements.asset))
+    if (!asset)
+      throw new X402AssetNotAllowedError({
+        taskId,
+        network: requirements.network,
+        asset: requirements.asset,
+        allowed: assets.map((a) => `${a.asset} on ${a.network}`),
+      })
+    const amount = parseAtomicAmount(requirements.amount)
+    if (amount === undefined)
+      throw new InvalidAmountError({ value: requirements.amount, reason: 'an x402 amount is an integer string in the smallest unit' })
+    await checkChain(asset)
+    const hold = await guard.reserve(taskId, amount, { ttlMs: holdTtlMs })
+    const resource = paymentRequired.resource?.url
+    emit({ type: 'reserved', hold, requirements, resource })
+    return { hold, requirements, asset, resource, state: 'reserved' }
+  }
+
+  async function beforePaymentCreation(context: PaymentCreationContext): Promise<void> {
+    const call = calls.getStore()
+    let payment: Payment
+    try {
+      payment = await reserve(context)
+    } catch (error) {
+      if (call) call.refusal = error
+      throw error
+    }
+    call?.payments.push(payment)
+    const reserved = reservedByRequirements.get(context.selectedRequirements)
+    if (reserved) reserved.push(payment)
+    else reservedByRequirements.set(context.selectedRequirements, [payment])
+  }
+
+  function takeReserved(requirements: PaymentRequirements): Payment | undefined {
+    const reserved = reservedByRequirements.get(requirements)
+    const payment = reserved?.shift()
+    if (reserved?.length === 0) reservedByRequirements.delete(requirements)
+    return payment
+  }
+
+  async function afterPaymentCreation(context: PaymentCreatedContext): Promise<void> {
+    const payment = takeReserved(context.selectedRequirements)
+    if (!payment) return
+    payment.state = 'signed'
+    signedByPayload.set(context.paymentPayload, payment)
+  }
+
+  async function onPaymentCreationFailure(context: PaymentCreationFailureContext): Promise<void> {
+    const payment = takeReserved(context.selectedRequirements)
+    if (!payment) return
+    await release(payment, `payment creation failed: ${messageOf(context.error)}`)
+  }
+
+  async function onPaymentResponse(context: PaymentResponseContext): Promise<void> {
+    const payment = signedByPayload.get(context.paymentPayload)
+    if (!payment || payment.state !== 'signed') return
+    signedByPayload.delete(context.paymentPayload)
+    payment.state = 'settling'
+    const settlement = context.settleResponse
+    if (settlement?.success === true) await capture(payment, context.paymentPayload, settlement)
+    else if (settlement?.errorReason === settlementPendingReason && settlement.transaction)
+      await resolvePending(payment, context.paymentPayload, settlement)
+    else await release(payment, failureReason(context), settlement)
+  }
+
+  async function capture(payment: Payment, payload: PaymentPayload, settlement: SettleResponse): Promise<void> {
+    const settled = await settledAmount({
+      settlement,
+      payload,
+      requirements: payment.requirements,
+      reserved: payment.hold.amount,
+      publicClient: payment.asset.publicClient,
+      receiptTimeoutMs,
+    })
+    if (settled.amount === 0n) {
+      await release(payment, `settlement ${settlement.transaction} moved nothing to ${payment.requirements.payTo}`, settlement)
+      return
+    }
+    await spend(payment, settled.amount, settled.source, settlement)
+  }
+
+  async function spend(payment: Payment, amount: bigint, amountSource: SettledAmountSource, settlement: SettleResponse): Promise<void> {
+    const entry = await guard.capture(payment.hold.id, amount, {
+      peer: peerOf(payment.resource),
+      tool,
+      reason: `x402 ${payment.requirements.scheme} settlement ${settlement.transaction} on ${settlement.network}`,
+    })
+    payment.state = 'done'
+    emit({ type: 'captured', hold: payment.hold, entry, settlement, amountSource })
+  }
+
+  /** A broadcast settlement the facilitator could not confirm: ask the chain, if a client was given. */
+  async function resolvePending(payment: Payment, payload: PaymentPayload, settlement: SettleResponse): Promise<void> {
+    const client = payment.asset.publicClient
+    const from = settlement.payer ?? signedAuthorization(payload.payload).from
+    const { asset, payTo } = payment.requirements
+    if (client && from !== undefined && isAddress(from, loose) && isAddress(asset, loose) && isAddress(payTo, loose) && isHash(settlement.transaction)) {
+      let moved: bigint | undefined
+      try {
+        moved = await receiptTransferAmount(client, { transaction: settlement.transaction, asset, from, to: payTo, timeoutMs: receiptTimeoutMs })
+      } catch {
+        moved = undefined // no receipt in time: still unknown
+      }
+      if (moved === 0n) {
+        await release(payment, `settlement ${settlement.transaction} moved nothing to ${payTo}`, settlement)
+        return
+      }
+      if (moved !== undefined) {
+        await spend(payment, moved, 'receipt', settlement)
+        return
+      }
+    }
+    // Money may have moved: the hold stays reserved (until its TTL, if any) rather than be freed.
+    payment.state = 'done'
+    emit({ type: 'unresolved', hold: payment.hold, settlement })
+  }
+
+  async function release(payment: Payment, reason: string, settlement?: SettleResponse): Promise<void> {
+    payment.state = 'settling'
+    let hold: Hold
+    try {
+      hold = await guard.release(payment.hold.id)
+    } catch (error) {
+      // A hold that expired in the meantime is released already.
+      if (!(error instanceof HoldNotOpenError) || error.status !== 'expired') throw error
+      hold = { ...payment.hold, status: 'expired' }
+    }
+    payment.state = 'done'
+    emit({ type: 'released', hold, reason, settlement })
+  }
+
+  /** Releases what a request reserved or signed but never got a response for. */
+  async function finish(call: Call, reason: string): Promise<void> {
+    for (const payment of call.payments) {
+      if (payment.state === 'reserved') {
+        const reserved = reservedByRequirements.get(payment.requirements)
+        const at = reserved?.indexOf(payment) ?? -1
+        if (reserved && at >= 0) reserved.splice(at, 1)
+      }
+      if (payment.state === 'reserved' || payment.state === 'signed') await release(payment, reason)
+    }
+  }
+
+  return {
+    taskId,
+
+    register(client) {
+      if (guardedClients.has(client))
+        throw new InvalidArgumentError({
+          argument: 'client',
+          value: 'x402Client',
+          reason: 'a client no other spendguard adapter guards (each payment would be reserved twice)',
+        })
+      guardedClients.add(client)
+      client
+        .onBeforePaymentCreation(beforePaymentCreation)
+        .onAfterPaymentCreation(afterPaymentCreation)
+        .onPaymentCreationFailure(onPaymentCreationFailure)
+        .onPaymentResponse(onPaymentResponse)
+      return client
+    },
+
+    wrapFetch(paidFetch) {
+      if (typeof paidFetch !== 'function')
+        throw new InvalidArgumentError({ argument: 'paidFetch', value: paidFetch, reason: 'a fetch function' })
+      return async (input, init) => {
+        const call: Call = { payments: [] }
+        let response: Response
+        try {
+          response = await calls.run(call, () => paidFetch(input, init))
+        } catch (error) {
+          await finish(call, `request failed: ${messageOf(error)}`)
+          throw call.refusal ?? error
+        }
+        await finish(call, 'no payment response')
+        return response
+      }
+    },
+  }
+}
+
+/**
+ * The one-line setup: guards `client` with a new {@link createX402Guard} adapter and returns
+ * `fetch` wrapped by `@x402/fetch` and by the adapter.
+ *
+ * @example
+ * import { createGuard, wrapFetchWithSpendguard } from 'spendguard'
+ * import { x402Client } from '@x402/fetch'
+ * import { ExactEvmScheme } from '@x402/evm/exact/client'
+ *
+ * const client = new x402Client().register('eip155:8453', new ExactEvmScheme(account))
+ * const pay = wrapFetchWithSpendguard(fetch, client, {
+ *   guard,
+ *   taskId: 'task-1',
+ *   assets: [{ network: 'eip155:8453', asset: '0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913' }],
+ * })
+ * const response = await pay('https://api.example.com/search?q=anvil')
+ */
+export function wrapFetchWithSpendguard(fetch: FetchLike, client: x402Client, parameters: CreateX402GuardParameters): FetchLike {
+  const spend = createX402Guard(parameters)
+  spend.register(client)
+  return spend.wrapFetch(wrapFetchWithPayment(fetch, client))
+}
+
+function validate(parameters: CreateX402GuardParameters): CreateX402GuardParameters {
+  if (typeof parameters !== 'object' || parameters === null)
+    throw new InvalidArgumentError({ argument: 'parameters', value: parameters, reason: '{ guard, taskId, assets }' })
+  const { guard, taskId, assets } = parameters
+  if (typeof guard?.reserve !== 'function')
+    throw new InvalidArgumentError({ argument: 'guard', value: guard, reason: 'a guard from createGuard()' })
+  assertId('taskId', taskId)
+  optionalTtlMs(parameters.holdTtlMs)
+  if (!Array.isArray(assets) || assets.length === 0)
+    throw new InvalidArgumentError({ argument: 'assets', value: assets, reason: 'at least one { network, asset }' })
+  for (const asset of assets) {
+    if (typeof asset?.network !== 'string' || !caip2Pattern.test(asset.network))
+      throw new InvalidArgumentError({ argument: 'assets[].network', value: asset?.network, reason: 'a CAIP-2 network id such as eip155:8453' })
+    if (typeof asset.asset !== 'string' || asset.asset.length === 0)
+      throw new InvalidArgumentError({ argument: 'assets[].asset', value: asset.asset, reason: 'a token address' })
+    if (asset.publicClient !== undefined && !asset.network.startsWith('eip155:'))
+      throw new InvalidArgumentError({ argument: 'assets[].publicClient', value: asset.network, reason: 'an EVM (eip155) network' })
+  }
+  optionalText('tool', parameters.tool)
+  if (parameters.onPayment !== undefined && typeof parameters.onPayment !== 'function')
+    throw new InvalidArgumentError({ argument: 'onPayment', value: parameters.onPayment, reason: 'a function' })
+  const timeout = parameters.receiptTimeoutMs
+  if (timeout !== undefined && (!Number.isSafeInteger(timeout) || timeout <= 0))
+    throw new InvalidArgumentError({ argument: 'receiptTimeoutMs', value: timeout, reason: 'a positive integer' })
+  return parameters
+}
+
+/** EVM addresses compare case-insensitively; other networks' token ids (base58) exactly. */
+function sameAsset(a: string, b: string): boolean {
+  return evmAddressPattern.test(a) && evmAddressPattern.test(b) ? a.toLowerCase() === b.toLowerCase() : a === b
+}
+
+function peerOf(resource: string | undefined): string | undefined {
+  if (resource === undefined) return undefined
+  try {
+    return new URL(resource).host || undefined
+  } catch {
+    return undefined
+  }
+}
+
+function failureReason(context: PaymentResponseContext): string {
+  const settlement = context.settleResponse
+  if (settlement) return `settlement failed: ${settlement.errorReason ?? 'unknown'}${settlement.errorMessage ? ` (${settlement.errorMessage})` : ''}`
+  if (context.paymentRequired) return `payment refused: ${context.paymentRequired.error ?? 'the server asked for payment again'}`
+  if (context.error) return `payment response error: ${messageOf(context.error)}`
+  return 'no settlement in the response'
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error)
+}

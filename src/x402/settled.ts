@@ -1,0 +1,169 @@
+import type { PaymentPayload, PaymentRequirements, SettleResponse } from '@x402/core/types'
+import { type Address, type Hex, type PublicClient, isAddress, isAddressEqual, isHash, parseEventLogs } from 'viem'
+import { maxAmount } from '../engine/amount.ts'
+
+/**
+ * How the adapter knows what a settlement moved, in the order it looks:
+ * - `response`: the settlement response's own `amount` (schemes that settle less than the
+ *   maximum, such as `upto`, report it);
+ * - `receipt`: the ERC-20 `Transfer` logs from the payer to `payTo` in the settlement
+ *   transaction, read through the viem client configured for the asset;
+ * - `authorization`: the value the payer signed, for the `exact` scheme only, where the
+ *   facilitator settles that value or nothing (it checks the transfer's value in the receipt
+ *   before it reports success);
+ * - `reserved`: none of the above is known: the hold's amount, the most the payer authorized,
+ *   so that the ledger never counts less than what may have left.
+ */
+export type SettledAmountSource = 'response' | 'receipt' | 'authorization' | 'reserved'
+
+export type SettledAmount = { amount: bigint; source: SettledAmountSource }
+
+/** Accepts addresses in any case (a checksum is not required). */
+const loose = { strict: false } as const
+
+/** How long to wait for a settlement transaction's receipt by default. */
+export const receiptTimeoutMsDefault = 30_000
+
+const transferEvent = [
+  {
+    type: 'event',
+    name: 'Transfer',
+    inputs: [
+      { name: 'from', type: 'address', indexed: true },
+      { name: 'to', type: 'address', indexed: true },
+      { name: 'value', type: 'uint256', indexed: false },
+    ],
+  },
+] as const
+
+/**
+ * An amount as x402 carries it (a decimal integer string in the asset's smallest unit) as a
+ * bigint; `undefined` when `value` is not one or lies outside 0 … 2^256−1.
+ *
+ * @example
+ * import { parseAtomicAmount } from 'spendguard'
+ *
+ * parseAtomicAmount('10000') // 10000n
+ * parseAtomicAmount('$0.01') // undefined
+ */
+export function parseAtomicAmount(value: unknown): bigint | undefined {
+  if (typeof value !== 'string' || !/^\d{1,78}$/.test(value)) return undefined
+  const amount = BigInt(value)
+  return amount <= maxAmount ? amount : undefined
+}
+
+function record(value: unknown): Record<string, unknown> | undefined {
+  return typeof value === 'object' && value !== null ? (value as Record<string, unknown>) : undefined
+}
+
+/**
+ * The payer and the amount an EVM `exact` payload authorizes: EIP-3009's
+ * `authorization.{from, value}` or Permit2's `permit2Authorization.{from, permitted.amount}`.
+ *
+ * @example
+ * import { signedAuthorization } from 'spendguard'
+ *
+ * signedAuthorization({ authorization: { from: '0xA0…', value: '10000' } })
+ * // { from: '0xA0…', value: 10000n }
+ */
+export function signedAuthorization(payload: Record<string, unknown>): { from: string | undefined; value: bigint | undefined } {
+  const eip3009 = record(payload.authorization)
+  if (eip3009) return { from: stringOrUndefined(eip3009.from), value: parseAtomicAmount(eip3009.value) }
+  const permit2 = record(payload.permit2Authorization)
+  if (permit2) return { from: stringOrUndefined(permit2.from), value: parseAtomicAmount(record(permit2.permitted)?.amount) }
+  return { from: undefined, value: undefined }
+}
+
+function stringOrUndefined(value: unknown): string | undefined {
+  return typeof value === 'string' ? value : undefined
+}
+
+export type ReceiptTransferParameters = {
+  transaction: Hex
+  asset: Address
+  from: Address
+  to: Address
+  timeoutMs?: number | undefined
+}
+
+/**
+ * What a transaction moved of `asset` from `from` to `to`: the sum of its ERC-20 `Transfer`
+ * logs; 0 when it reverted. Waits for the receipt up to `timeoutMs`.
+ *
+ * @example
+ * import { receiptTransferAmount } from 'spendguard'
+ *
+ * const moved = await receiptTransferAmount(publicClient, { transaction, asset: usdc, from: payer, to: payTo })
+ */
+export async function receiptTransferAmount(client: PublicClient, parameters: ReceiptTransferParameters): Promise<bigint> {
+  const receipt = await client.waitForTransactionReceipt({
+    hash: parameters.transaction,
+    timeout: parameters.timeoutMs ?? receiptTimeoutMsDefault,
+  })
+  if (receipt.status !== 'success') return 0n
+  const logs = parseEventLogs({
+    abi: transferEvent,
+    eventName: 'Transfer',
+    logs: receipt.logs.filter((log) => isAddressEqual(log.address, parameters.asset)),
+  })
+  let moved = 0n
+  for (const log of logs) {
+    if (isAddressEqual(log.args.from, parameters.from) && isAddressEqual(log.args.to, parameters.to)) moved += log.args.value
+  }
+  return moved
+}
+
+export type SettledAmountParameters = {
+  settlement: SettleResponse
+  payload: PaymentPayload
+  requirements: PaymentRequirements
+  /** The hold's amount: what was reserved for the payment. */
+  reserved: bigint
+  /** A client of the settlement's chain, to read the transaction's Transfer logs. */
+  publicClient?: PublicClient | undefined
+  receiptTimeoutMs?: number | undefined
+}
+
+/**
+ * The amount a successful settlement moved, and how it is known (see {@link SettledAmountSource}).
+ * An amount of 0 means the evidence says nothing moved (a reverted transaction, or no matching
+ * transfer in it). When the receipt cannot be read in time, the next source is used.
+ *
+ * @example
+ * import { settledAmount } from 'spendguard'
+ *
+ * const { amount, source } = await settledAmount({ settlement, payload, requirements, reserved: 10_000n })
+ */
+export async function settledAmount(parameters: SettledAmountParameters): Promise<SettledAmount> {
+  const { settlement, payload, requirements } = parameters
+  const reported = parseAtomicAmount(settlement.amount)
+  if (reported !== undefined) return { amount: reported, source: 'response' }
+
+  const signed = signedAuthorization(payload.payload)
+  const payer = settlement.payer ?? signed.from
+  const transaction = settlement.transaction
+  if (
+    parameters.publicClient &&
+    isHash(transaction) &&
+    payer !== undefined &&
+    isAddress(payer, loose) &&
+    isAddress(requirements.asset, loose) &&
+    isAddress(requirements.payTo, loose)
+  ) {
+    try {
+      const amount = await receiptTransferAmount(parameters.publicClient, {
+        transaction,
+        asset: requirements.asset,
+        from: payer,
+        to: requirements.payTo,
+        timeoutMs: parameters.receiptTimeoutMs,
+      })
+      return { amount, source: 'receipt' }
+    } catch {
+      // No receipt in time (or the RPC failed): the settlement succeeded, so fall back to what was signed.
+    }
+  }
+
+  if (requirements.scheme === 'exact' && signed.value !== undefined) return { amount: signed.value, source: 'authorization' }
+  return { amount: parameters.reserved, source: 'reserved' }
+}

@@ -1,0 +1,387 @@
+import type { ClientEvmSigner } from '@x402/evm'
+import { ExactEvmScheme } from '@x402/evm/exact/client'
+import { wrapFetchWithPayment, x402Client } from '@x402/fetch'
+import {
+  type Address,
+  type Hex,
+  type PublicClient,
+  createPublicClient,
+  createWalletClient,
+  defineChain,
+  getAddress,
+  http,
+  parseEventLogs,
+} from 'viem'
+import { privateKeyToAccount } from 'viem/accounts'
+import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import {
+  BudgetClosedError,
+  BudgetExceededError,
+  type CreateGuardParameters,
+  type Guard,
+  InvalidArgumentError,
+  RiskDeniedError,
+  X402AssetNotAllowedError,
+  type X402Asset,
+  type X402PaymentEvent,
+  createX402Guard,
+  testUsdcAbi,
+  testUsdcBytecode,
+  wrapFetchWithSpendguard,
+} from '../src/index.ts'
+import { type AnvilInstance, startAnvil } from './helpers/anvil.ts'
+import { useGuards } from './helpers/guard.ts'
+import { sqliteTarget } from './helpers/stores.ts'
+import { type LocalFacilitator, type LocalResourceServer, startFacilitator, startResourceServer } from './helpers/x402.ts'
+
+// anvil's default development keys (public, funded with ether on every anvil).
+const deployerKey: Hex = '0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80'
+const payerKey: Hex = '0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d'
+const payeeKey: Hex = '0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a'
+const facilitatorKey: Hex = '0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6'
+/** Holds ether but no tokens. */
+const brokeKey: Hex = '0x47e179ec197488593b187f80a00eb0da91f1b9d0b13f8733639f19c30a34926a'
+
+const network = 'eip155:31337' as const
+const domain = { name: 'USD Coin', version: '2' }
+const price = 10_000n // 0.01 tUSDC
+const taskId = 'agent-task'
+
+let anvil: AnvilInstance
+let publicClient: PublicClient
+let token: Address
+let payee: Address
+let facilitator: LocalFacilitator
+let resource: LocalResourceServer
+
+beforeAll(async () => {
+  anvil = await startAnvil()
+  const chain = defineChain({
+    id: anvil.chainId,
+    name: 'anvil',
+    nativeCurrency: { name: 'Ether', symbol: 'ETH', decimals: 18 },
+    rpcUrls: { default: { http: [anvil.rpcUrl] } },
+  })
+  publicClient = createPublicClient({ chain, transport: http(anvil.rpcUrl), pollingInterval: 50 }) as PublicClient
+  const deployer = createWalletClient({ chain, transport: http(anvil.rpcUrl), account: privateKeyToAccount(deployerKey) })
+  const deployed = await publicClient.waitForTransactionReceipt({
+    hash: await deployer.deployContract({ abi: testUsdcAbi, bytecode: testUsdcBytecode, args: [domain.name, 'tUSDC', domain.version] }),
+    pollingInterval: 20,
+  })
+  token = getAddress(deployed.contractAddress as Address)
+  const mint = await deployer.writeContract({
+    address: token,
+    abi: testUsdcAbi,
+    functionName: 'mint',
+    args: [privateKeyToAccount(payerKey).address, 1_000_000_000n],
+  })
+  await publicClient.waitForTransactionReceipt({ hash: mint, pollingInterval: 20 })
+  payee = privateKeyToAccount(payeeKey).address
+
+  facilitator = await startFacilitator({ rpcUrl: anvil.rpcUrl, chain, network, privateKey: facilitatorKey })
+  resource = await startResourceServer({ facilitatorUrl: facilitator.url, network, asset: token, domain, payTo: payee, price })
+}, 60_000)
+
+afterAll(async () => {
+  await resource?.stop()
+  await facilitator?.stop()
+  await anvil?.stop()
+})
+
+const guards = useGuards(sqliteTarget)
+
+async function balanceOf(holder: Address): Promise<bigint> {
+  return publicClient.readContract({ address: token, abi: testUsdcAbi, functionName: 'balanceOf', args: [holder] })
+}
+
+/** A real x402 client paying with `key` under the exact EVM scheme; counts its signatures. */
+function payingClient(key: Hex): { client: x402Client; address: Address; signatures: () => number } {
+  const account = privateKeyToAccount(key)
+  let signatures = 0
+  const signer: ClientEvmSigner = {
+    address: account.address,
+    signTypedData: (message) => {
+      signatures++
+      return account.signTypedData(message as Parameters<typeof account.signTypedData>[0])
+    },
+  }
+  const client = new x402Client().register(network, new ExactEvmScheme(signer))
+  // The test token is not one of x402's default assets: allow it, as an agent would.
+  client.setSpendControls({ allowedAssets: [{ network, asset: token }] })
+  return { client, address: account.address, signatures: () => signatures }
+}
+
+type Setup = {
+  guard: Guard
+  pay: (input: string) => Promise<Response>
+  payer: Address
+  signatures: () => number
+  events: X402PaymentEvent[]
+}
+
+async function setup({
+  total,
+  key = payerKey,
+  assets,
+  guardParameters,
+}: {
+  total: bigint
+  key?: Hex
+  assets?: X402Asset[]
+  guardParameters?: Omit<CreateGuardParameters, 'db'>
+}): Promise<Setup> {
+  const guard = await guards.guard(guardParameters)
+  await guard.allocate(taskId, { total, asset: 'USDC', decimals: 6 })
+  const { client, address, signatures } = payingClient(key)
+  const events: X402PaymentEvent[] = []
+  const spend = createX402Guard({
+    guard,
+    taskId,
+    assets: assets ?? [{ network, asset: token }],
+    tool: 'answers',
+    onPayment: (event) => events.push(event),
+  })
+  spend.register(client)
+  const pay = spend.wrapFetch(wrapFetchWithPayment(fetch, client))
+  return { guard, pay, payer: address, signatures, events }
+}
+
+/** The facilitator's counters, to show that a refused payment never reached it. */
+function facilitatorSeen() {
+  return { verify: facilitator.requests.verify, settle: facilitator.requests.settle }
+}
+
+/** What the settlement transaction named in an entry's reason moved from `from` to the payee. */
+async function movedBy(reason: string | undefined, from: Address): Promise<bigint> {
+  const hash = reason?.match(/0x[0-9a-fA-F]{64}/)?.[0] as Hex | undefined
+  if (!hash) throw new Error(`no transaction in "${reason}"`)
+  const receipt = await publicClient.getTransactionReceipt({ hash })
+  const transfers = parseEventLogs({ abi: testUsdcAbi, eventName: 'Transfer', logs: receipt.logs })
+  return transfers
+    .filter((t) => t.address.toLowerCase() === token.toLowerCase() && t.args.from === from && t.args.to === payee)
+    .reduce((sum, t) => sum + t.args.value, 0n)
+}
+
+describe('x402 adapter, end to end on anvil', () => {
+  test('default', async () => {
+    const { guard, pay, payer, signatures, events } = await setup({ total: 35_000n })
+    const payerBefore = await balanceOf(payer)
+    const payeeBefore = await balanceOf(payee)
+
+    for (let i = 0; i < 3; i++) {
+      const response = await pay(`${resource.url}/paid`)
+      expect(response.status).toBe(200)
+      expect(await response.json()).toEqual({ answer: 42 })
+    }
+
+    const budget = await guard.get(taskId)
+    expect(budget.spent).toBe(3n * price)
+    expect(budget.reserved).toBe(0n)
+    expect(payerBefore - (await balanceOf(payer))).toBe(budget.spent)
+    expect((await balanceOf(payee)) - payeeBefore).toBe(budget.spent)
+
+    const entries = await guard.entries(taskId)
+    expect(entries).toHaveLength(3)
+    const host = new URL(resource.url).host
+    for (const entry of entries) {
+      expect(entry.amount).toBe(price)
+      expect(entry.peer).toBe(host)
+      expect(entry.tool).toBe('answers')
+      expect(entry.holdId).toBeDefined()
+      // Each capture is what its settlement transaction moved on chain.
+      expect(await movedBy(entry.reason, payer)).toBe(entry.amount)
+    }
+    const holds = await guard.holds(taskId)
+    expect(holds.map((h) => [h.status, h.capturedAmount])).toEqual([
+      ['captured', price],
+      ['captured', price],
+      ['captured', price],
+    ])
+    expect(events.filter((e) => e.type === 'captured').map((e) => e.type === 'captured' && e.amountSource)).toEqual([
+      'authorization',
+      'authorization',
+      'authorization',
+    ])
+    expect(signatures()).toBe(3)
+
+    // 5_000 left, the price is 10_000: refused before anything is signed or sent to the facilitator.
+    const seen = facilitatorSeen()
+    const payerAfter = await balanceOf(payer)
+    const refusal = await pay(`${resource.url}/paid`).catch((error: unknown) => error)
+    expect(refusal).toBeInstanceOf(BudgetExceededError)
+    expect(refusal).toMatchObject({ taskId, requested: price, remaining: 5_000n })
+    expect(signatures()).toBe(3)
+    expect(facilitatorSeen()).toEqual(seen)
+    expect(await balanceOf(payer)).toBe(payerAfter)
+    expect(await guard.holds(taskId)).toHaveLength(3)
+    expect((await guard.get(taskId)).spent).toBe(3n * price)
+    expect((await guard.verify()).ok).toBe(true)
+  })
+
+  test('behavior: concurrent requests each hold their own amount and never overspend', async () => {
+    const { guard, pay, payer, signatures } = await setup({ total: 5n * price })
+    const payerBefore = await balanceOf(payer)
+
+    const results = await Promise.allSettled(Array.from({ length: 8 }, () => pay(`${resource.url}/paid`)))
+
+    const paid = results.filter((r) => r.status === 'fulfilled')
+    const refused = results.filter((r) => r.status === 'rejected')
+    expect(paid.map((r) => r.value.status)).toEqual([200, 200, 200, 200, 200])
+    expect(refused).toHaveLength(3)
+    for (const r of refused) expect(r.reason).toBeInstanceOf(BudgetExceededError)
+    expect(signatures()).toBe(5)
+
+    const budget = await guard.get(taskId)
+    expect(budget.spent).toBe(5n * price)
+    expect(budget.reserved).toBe(0n)
+    expect(payerBefore - (await balanceOf(payer))).toBe(budget.spent)
+    const entries = await guard.entries(taskId)
+    expect(new Set(entries.map((e) => e.holdId)).size).toBe(5)
+    expect(new Set(entries.map((e) => e.reason)).size).toBe(5)
+    for (const entry of entries) expect(await movedBy(entry.reason, payer)).toBe(entry.amount)
+    expect((await guard.holds(taskId)).every((h) => h.status === 'captured')).toBe(true)
+    expect((await guard.verify()).ok).toBe(true)
+  })
+
+  test('behavior: a failed settlement releases the hold', async () => {
+    const { guard, pay, payer, signatures, events } = await setup({ total: 100_000n })
+    const payerBefore = await balanceOf(payer)
+    const seen = facilitatorSeen()
+    facilitator.mode = 'fail'
+    try {
+      const response = await pay(`${resource.url}/paid`)
+      expect(response.status).toBe(402)
+    } finally {
+      facilitator.mode = 'settle'
+    }
+    expect(signatures()).toBe(1)
+    expect(facilitator.requests.settle).toBe(seen.settle + 1)
+    expect(await balanceOf(payer)).toBe(payerBefore)
+    const budget = await guard.get(taskId)
+    expect([budget.spent, budget.reserved, budget.remaining]).toEqual([0n, 0n, 100_000n])
+    expect((await guard.holds(taskId)).map((h) => h.status)).toEqual(['released'])
+    expect(events.at(-1)).toMatchObject({ type: 'released', reason: expect.stringContaining('unexpected_settle_error') })
+  })
+
+  test('behavior: a payer without funds fails verification; the hold is released', async () => {
+    const { guard, pay, payer, signatures, events } = await setup({ total: 100_000n, key: brokeKey })
+    expect(await balanceOf(payer)).toBe(0n)
+    const seen = facilitatorSeen()
+
+    const response = await pay(`${resource.url}/paid`)
+
+    expect(response.status).toBe(402)
+    expect(signatures()).toBe(1)
+    expect(facilitator.requests.verify).toBe(seen.verify + 1)
+    expect(facilitator.requests.settle).toBe(seen.settle)
+    const budget = await guard.get(taskId)
+    expect([budget.spent, budget.reserved]).toEqual([0n, 0n])
+    expect((await guard.holds(taskId)).map((h) => h.status)).toEqual(['released'])
+    expect(events.at(-1)).toMatchObject({ type: 'released', reason: expect.stringContaining('payment refused') })
+  })
+
+  test('behavior: a network error after signing releases the hold', async () => {
+    const { guard, pay, payer, signatures, events } = await setup({ total: 100_000n })
+    const payerBefore = await balanceOf(payer)
+    const seen = facilitatorSeen()
+
+    await expect(pay(`${resource.url}/drop`)).rejects.toThrow()
+
+    expect(signatures()).toBe(1)
+    expect(facilitatorSeen()).toEqual(seen)
+    expect(await balanceOf(payer)).toBe(payerBefore)
+    const budget = await guard.get(taskId)
+    expect([budget.spent, budget.reserved]).toEqual([0n, 0n])
+    expect((await guard.holds(taskId)).map((h) => h.status)).toEqual(['released'])
+    expect(events.at(-1)).toMatchObject({ type: 'released', reason: expect.stringContaining('request failed') })
+  })
+
+  test('behavior: a token outside the budget asset is refused before signing', async () => {
+    const other = getAddress('0x000000000000000000000000000000000000dEaD')
+    const { guard, pay, signatures } = await setup({ total: 100_000n, assets: [{ network, asset: other }] })
+    const seen = facilitatorSeen()
+
+    const refusal = await pay(`${resource.url}/paid`).catch((error: unknown) => error)
+
+    expect(refusal).toBeInstanceOf(X402AssetNotAllowedError)
+    expect(refusal).toMatchObject({ taskId, network, asset: token })
+    expect(signatures()).toBe(0)
+    expect(facilitatorSeen()).toEqual(seen)
+    expect(await guard.holds(taskId)).toEqual([])
+  })
+
+  test('behavior: a risk denial or a closed budget stops the payment before signing', async () => {
+    const risky = await setup({
+      total: 100_000n,
+      guardParameters: { riskAssessor: ({ operation }) => (operation === 'reserve' ? { allow: false, reason: 'peer on a blocklist' } : { allow: true }) },
+    })
+    await expect(risky.pay(`${resource.url}/paid`)).rejects.toBeInstanceOf(RiskDeniedError)
+    expect(risky.signatures()).toBe(0)
+
+    const closed = await setup({ total: 100_000n })
+    await closed.guard.close(taskId)
+    await expect(closed.pay(`${resource.url}/paid`)).rejects.toBeInstanceOf(BudgetClosedError)
+    expect(closed.signatures()).toBe(0)
+  })
+
+  test('behavior: with a client, the settled amount is read from the transfer in the receipt', async () => {
+    const { guard, pay, payer, events } = await setup({ total: 100_000n, assets: [{ network, asset: token, publicClient }] })
+    const payerBefore = await balanceOf(payer)
+
+    expect((await pay(`${resource.url}/paid`)).status).toBe(200)
+
+    expect(events.find((e) => e.type === 'captured')).toMatchObject({ amountSource: 'receipt', entry: { amount: price } })
+    expect((await guard.get(taskId)).spent).toBe(payerBefore - (await balanceOf(payer)))
+  })
+
+  test('behavior: an unconfirmed settlement is resolved on chain with a client, kept reserved without one', async () => {
+    facilitator.mode = 'unconfirmed'
+    try {
+      const resolved = await setup({ total: 100_000n, assets: [{ network, asset: token, publicClient }] })
+      const before = await balanceOf(resolved.payer)
+      expect((await resolved.pay(`${resource.url}/paid`)).status).toBe(402)
+      const budget = await resolved.guard.get(taskId)
+      expect([budget.spent, budget.reserved]).toEqual([price, 0n])
+      expect(before - (await balanceOf(resolved.payer))).toBe(price)
+      expect(resolved.events.at(-1)).toMatchObject({ type: 'captured', amountSource: 'receipt' })
+
+      // No client to ask: the money may have moved, so the hold stays reserved rather than freed.
+      const unknown = await setup({ total: 100_000n })
+      expect((await unknown.pay(`${resource.url}/paid`)).status).toBe(402)
+      const kept = await unknown.guard.get(taskId)
+      expect([kept.spent, kept.reserved]).toEqual([0n, price])
+      expect(unknown.events.at(-1)).toMatchObject({ type: 'unresolved' })
+    } finally {
+      facilitator.mode = 'settle'
+    }
+  })
+
+  test('behavior: the hooks alone reserve and capture; the wrapper adds typed refusals', async () => {
+    const guard = await guards.guard()
+    await guard.allocate(taskId, { total: 15_000n, asset: 'USDC', decimals: 6 })
+    const { client, signatures } = payingClient(payerKey)
+    createX402Guard({ guard, taskId, assets: [{ network, asset: token }] }).register(client)
+    const pay = wrapFetchWithPayment(fetch, client)
+
+    expect((await pay(`${resource.url}/paid`)).status).toBe(200)
+    expect(await guard.get(taskId)).toMatchObject({ spent: price, reserved: 0n })
+
+    // @x402/fetch rewraps the refusal in a plain Error; it still comes before any signature.
+    await expect(pay(`${resource.url}/paid`)).rejects.toThrow(/Failed to create payment payload: Budget/)
+    expect(signatures()).toBe(1)
+    expect(await guard.holds(taskId)).toHaveLength(1)
+  })
+
+  test('behavior: the one-line setup pays, and a client is guarded once', async () => {
+    const guard = await guards.guard()
+    await guard.allocate(taskId, { total: 100_000n, asset: 'USDC', decimals: 6 })
+    const { client } = payingClient(payerKey)
+    const pay = wrapFetchWithSpendguard(fetch, client, { guard, taskId, assets: [{ network, asset: token }] })
+
+    expect((await pay(`${resource.url}/paid`)).status).toBe(200)
+    expect((await guard.get(taskId)).spent).toBe(price)
+    expect(() => createX402Guard({ guard, taskId, assets: [{ network, asset: token }] }).register(client)).toThrow(
+      InvalidArgumentError,
+    )
+  })
+})
