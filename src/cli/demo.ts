@@ -1,14 +1,20 @@
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { BaseError, ContractFunctionRevertedError, decodeErrorResult } from 'viem'
+import { x402Client } from '@x402/core/client'
+import { ExactEvmScheme } from '@x402/evm/exact/client'
+import { wrapFetchWithPayment } from '@x402/fetch'
+import { BaseError, ContractFunctionRevertedError, decodeErrorResult, defineChain } from 'viem'
+import { privateKeyToAccount } from 'viem/accounts'
 import { BudgetExceededError } from '../engine/errors.ts'
 import { createGuard } from '../engine/guard.ts'
 import type { AlertEvent } from '../engine/types.ts'
 import { spendingHookAbi } from '../onchain/abi.generated.ts'
 import { startAnvil } from '../onchain/anvil.ts'
-import { deployLocalStack } from '../onchain/local.ts'
+import { deployLocalStack, testUsdcDomain } from '../onchain/local.ts'
 import { createTracker } from '../onchain/tracker.ts'
+import { createX402Guard } from '../x402/guard.ts'
+import { startFacilitator, startResourceServer } from '../x402/local.ts'
 import { amount, bar, json, percent } from './format.ts'
 
 /**
@@ -20,6 +26,11 @@ import { amount, bar, json, percent } from './format.ts'
 const decimals = 6
 const usd = (whole: number) => BigInt(Math.round(whole * 100)) * 10n ** BigInt(decimals - 2)
 const taskId = 'demo-agent'
+/** anvil's well-known development keys #1 (the agent's x402 payer), #2 (the API's payee), #3 (the facilitator). */
+const payerKey = '0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d'
+const payeeKey = '0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a'
+const facilitatorKey = '0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6'
+const apiPrice = usd(1.5)
 
 export async function runDemo({ json: asJson = false }: { json?: boolean } = {}): Promise<void> {
   const say = (line = '') => {
@@ -80,22 +91,52 @@ export async function runDemo({ json: asJson = false }: { json?: boolean } = {})
       await status(`on-chain ${amount(usd(price), decimals, 'USDC')} (hold ${hold.id.slice(0, 12)}…)`)
     }
 
-    // Off-chain payments wrapped in guard.pay: reserve the maximum, settle what was charged.
-    const offchain = [
-      { max: 2, charged: 1.8 },
-      { max: 3, charged: 2.5 },
-      { max: 1.5, charged: 1.45 },
-      { max: 1, charged: 0.5 },
-    ]
-    for (const { max, charged } of offchain) {
+    // Off-chain: an API that charges through x402. The agent's x402 client is guarded: the
+    // guard reserves the price before anything is signed and captures what was settled.
+    const network = `eip155:${anvil.chainId}` as const
+    const chain = defineChain({
+      id: anvil.chainId,
+      name: 'anvil',
+      nativeCurrency: { name: 'Ether', symbol: 'ETH', decimals: 18 },
+      rpcUrls: { default: { http: [anvil.rpcUrl] } },
+    })
+    const payer = privateKeyToAccount(payerKey)
+    await stack.mint({ to: payer.address, amount: usd(100) })
+    const facilitator = await startFacilitator({ rpcUrl: anvil.rpcUrl, chain, network, privateKey: facilitatorKey })
+    cleanup.unshift(() => facilitator.stop())
+    const api = await startResourceServer({
+      facilitatorUrl: facilitator.url,
+      network,
+      asset: stack.token,
+      domain: testUsdcDomain,
+      payTo: privateKeyToAccount(payeeKey).address,
+      price: apiPrice,
+    })
+    cleanup.unshift(() => api.stop())
+    say(`x402 API on ${api.url}/paid at ${amount(apiPrice, decimals, 'USDC')} a call, facilitator on ${facilitator.url}`)
+    const client = new x402Client().register(network, new ExactEvmScheme(payer))
+    client.setSpendControls({ allowedAssets: [{ network, asset: stack.token }] })
+    const spend = createX402Guard({ guard, taskId, assets: [{ network, asset: stack.token, publicClient: stack.publicClient }], tool: 'search' })
+    spend.register(client)
+    const pay = spend.wrapFetch(wrapFetchWithPayment(fetch, client))
+    const callApi = async (label: string) => {
       try {
-        await guard.pay(taskId, usd(max), async () => ({ settled: usd(charged), peer: 'api.local', tool: 'search' }))
-        await status(`off-chain ${amount(usd(charged), decimals, 'USDC')} (max ${amount(usd(max), decimals)})`)
+        const response = await pay(`${api.url}/paid`)
+        if (!response.ok) throw new Error(`API answered ${response.status}`)
+        await status(label)
       } catch (error) {
         if (!(error instanceof BudgetExceededError)) throw error
-        say(`  ✗ denied by the guard: requested ${amount(error.requested, decimals, 'USDC')}, ${amount(error.remaining, decimals, 'USDC')} remaining`)
+        say(`  ✗ denied by the guard before signing: requested ${amount(error.requested, decimals, 'USDC')}, ${amount(error.remaining, decimals, 'USDC')} remaining`)
       }
     }
+    for (let i = 1; i <= 3; i++) await callApi(`x402 call ${i} (${amount(apiPrice, decimals, 'USDC')})`)
+
+    // Any other payment goes through guard.pay: reserve the maximum, settle what was charged.
+    await guard.pay(taskId, usd(1.5), async () => ({ settled: usd(1.25), peer: 'compute.local', tool: 'render' }))
+    await status('guard.pay 1.25 USDC (max 1.50)')
+
+    // The budget has 0.50 left: the next API call is refused before the client signs anything.
+    await callApi('x402 call 4')
 
     // The hook refuses on its own: the account already sent 3.75 of its 4 USDC.
     try {

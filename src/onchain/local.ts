@@ -18,16 +18,20 @@ import { privateKeyToAccount } from 'viem/accounts'
 import {
   minimalAccountAbi,
   minimalAccountBytecode,
-  mockErc20Abi,
-  mockErc20Bytecode,
   spendingHookAbi,
   spendingHookBytecode,
+  testUsdcAbi,
+  testUsdcBytecode,
 } from './abi.generated.ts'
 
 /**
- * A local stack for development chains (anvil): a test token, a SpendingHook and a
- * MinimalAccount with the hook installed, plus helpers that pay through the account.
+ * A local stack for development chains (anvil): a USDC-like test token (6 decimals, EIP-3009,
+ * so x402 can settle in it), a SpendingHook and a MinimalAccount with the hook installed, plus
+ * helpers that pay through the account.
  */
+
+/** The test token's EIP-712 domain, which x402's `exact` scheme signs under. */
+export const testUsdcDomain = { name: 'USD Coin', version: '2' } as const
 
 /** anvil's first default key: a well-known development key, funded on every anvil. */
 export const anvilDefaultKey: Hex = '0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80'
@@ -91,7 +95,13 @@ export async function deployLocalStack({
   }
 
   const token = await deploy(
-    await walletClient.deployContract({ abi: mockErc20Abi, bytecode: mockErc20Bytecode, args: ['Test USD', 'tUSD'], chain, account: owner }),
+    await walletClient.deployContract({
+      abi: testUsdcAbi,
+      bytecode: testUsdcBytecode,
+      args: [testUsdcDomain.name, 'tUSDC', testUsdcDomain.version],
+      chain,
+      account: owner,
+    }),
   )
   const hook = await deploy(await walletClient.deployContract({ abi: spendingHookAbi, bytecode: spendingHookBytecode, chain, account: owner }))
   const account = await deploy(
@@ -103,7 +113,7 @@ export async function deployLocalStack({
       account: owner,
     }),
   )
-  await mined(await walletClient.writeContract({ address: token, abi: mockErc20Abi, functionName: 'mint', args: [account, mint], chain, account: owner }))
+  await mined(await walletClient.writeContract({ address: token, abi: testUsdcAbi, functionName: 'mint', args: [account, mint], chain, account: owner }))
   await mined(
     await walletClient.writeContract({
       address: account,
@@ -116,7 +126,7 @@ export async function deployLocalStack({
   )
 
   const transferData = (p: Payment): Hex => {
-    const call = encodeFunctionData({ abi: mockErc20Abi, functionName: 'transfer', args: [p.to, p.amount] })
+    const call = encodeFunctionData({ abi: testUsdcAbi, functionName: 'transfer', args: [p.to, p.amount] })
     return p.ref ? concat([call, p.ref]) : call
   }
   const batchCalldata = (payments: Payment[]): Hex =>
@@ -144,7 +154,7 @@ export async function deployLocalStack({
     mined,
     async mint({ to, amount, token: which }) {
       await mined(
-        await walletClient.writeContract({ address: which ?? token, abi: mockErc20Abi, functionName: 'mint', args: [to, amount], chain, account: owner }),
+        await walletClient.writeContract({ address: which ?? token, abi: testUsdcAbi, functionName: 'mint', args: [to, amount], chain, account: owner }),
       )
     },
     async setLimits(l) {
