@@ -459,14 +459,14 @@ describe.each(storeTargets)('engine on $name', (target) => {
       // An on-chain spend, then its reversal by a reorg: spent falls back below 0.8 and 0.5.
       const chain = { chainId: 31337, blockNumber: 5n, blockHash: `0x${'11'.repeat(32)}`, txHash: `0x${'22'.repeat(32)}`, logIndex: 0, confirmed: false } as const
       const entry = await guard.internal.submit((ctx) =>
-        rules.applyChainSpend(ctx, { taskId: 't1', amount: 45n, ref: `0x${'00'.repeat(32)}`, to: '0xabc', chain }),
+        rules.applyChainSpend(ctx, { taskId: 't1', hook: '0xhook', amount: 45n, ref: `0x${'00'.repeat(32)}`, to: '0xabc', chain }),
       )
       await guard.flushAlerts()
       expect(alerts.map((a) => a.threshold)).toEqual([0.5, 0.8, 0.95])
       expect(exhausted).toHaveLength(1)
       expect(overspent).toHaveLength(1)
       expect(overspent[0]).toMatchObject({ spent: 105n, total: 100n, overspent: 5n })
-      await guard.internal.submit((ctx) => rules.revertChainSpend(ctx, entry.id))
+      await guard.internal.submit((ctx) => rules.revertChainSpend(ctx, (entry as { id: string }).id))
       expect(await guard.get('t1')).toMatchObject({ spent: 60n, status: 'active' })
       await guard.record('t1', { amount: 25n })
       await guard.flushAlerts()

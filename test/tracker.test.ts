@@ -144,8 +144,8 @@ describe.each(storeTargets)('tracker on $name', (target) => {
     expect(budget).toMatchObject({ spent: 700n + 1_300n + 250n, reserved: 500n })
     await guard.flushAlerts()
     expect(unreserved).toHaveLength(1)
-    expect(unreserved[0]).toMatchObject({ taskId: 'agent', amount: 250n })
-    expect(unreserved[0]?.chain.chainId).toBe(anvil.chainId)
+    expect(unreserved[0]).toMatchObject({ taskId: 'agent', amount: 250n, count: 1, chainId: anvil.chainId })
+    expect(unreserved[0]?.entryIds).toHaveLength(1)
     const status = await tracker.status()
     expect(status.unassigned.foreign).toBe(1)
     expect(status.unassigned.recent.find((l) => l.disposition === 'foreign')).toMatchObject({

@@ -10,7 +10,7 @@ import {
   IdempotencyConflictError,
   invariant,
 } from './errors.ts'
-import type { BudgetRow, EntryRow, HoldRow, OutboxRow, StoreTx } from './store/types.ts'
+import type { BudgetRow, EntryRow, HoldRow, JournalRow, OutboxRow, StoreTx } from './store/types.ts'
 import type { BudgetReport, ChainPosition, JournalKind, Source } from './types.ts'
 
 /**
@@ -100,6 +100,8 @@ export type RecordInput = {
 
 export type ChainSpendInput = {
   taskId: string
+  /** The SpendingHook that logged the spend. */
+  hook: string
   amount: bigint
   ref: string
   to: string
@@ -184,6 +186,14 @@ type Change = {
 
 /** Writes the new budget state, its journal row and the alerts its change raised. */
 async function apply(ctx: RuleContext, before: BudgetRow, after: BudgetRow, change: Change): Promise<void> {
+  await ctx.tx.appendJournal(transition(ctx, before, after, change))
+}
+
+/**
+ * The budget's move from `before` to `after`: checks the invariants, raises the alerts the
+ * move crosses, caches the new state (written once per batch) and returns its journal row.
+ */
+function transition(ctx: RuleContext, before: BudgetRow, after: BudgetRow, change: Change): Omit<JournalRow, 'seq'> {
   invariant(after.spent >= 0n && after.reserved >= 0n, `negative balance on ${after.taskId}`)
   invariant(after.openHolds >= 0 && after.entryCount >= 0, `negative counter on ${after.taskId}`)
   after.updatedAt = ctx.now
@@ -199,7 +209,7 @@ async function apply(ctx: RuleContext, before: BudgetRow, after: BudgetRow, chan
   if (before.spent <= before.total && after.spent > after.total)
     emit(ctx, 'overspent', after.taskId, { spent: after.spent, total: after.total, overspent })
   writeBudget(ctx, after)
-  await ctx.tx.appendJournal({
+  return {
     taskId: after.taskId,
     kind: change.kind,
     amount: change.amount,
@@ -210,7 +220,7 @@ async function apply(ctx: RuleContext, before: BudgetRow, after: BudgetRow, chan
     spentAfter: after.spent,
     reservedAfter: after.reserved,
     at: ctx.now,
-  })
+  }
 }
 
 export function chainJson(chain: ChainPosition) {
@@ -403,6 +413,7 @@ async function settleCapture(
   settleSig: string,
   source: Source,
   chain: ChainPosition | null,
+  chainHook: string | null = null,
 ): Promise<{ entry: EntryRow; hold: HoldRow }> {
   const entry: EntryRow = {
     id: input.entryId ?? newId('entry'),
@@ -415,6 +426,7 @@ async function settleCapture(
     at: input.at ?? ctx.now,
     source,
     chainId: chain?.chainId ?? null,
+    hook: chainHook ?? null,
     blockNumber: chain?.blockNumber ?? null,
     blockHash: chain?.blockHash ?? null,
     txHash: chain?.txHash ?? null,
@@ -533,6 +545,7 @@ export async function record(ctx: RuleContext, input: RecordInput): Promise<Entr
     at: input.at ?? ctx.now,
     source: 'offchain',
     chainId: null,
+    hook: null,
     blockNumber: null,
     blockHash: null,
     txHash: null,
@@ -605,27 +618,93 @@ export async function setProgress(ctx: RuleContext, taskId: string, progress: nu
 // ---------------------------------------------------------------------------------------
 // On-chain facts. They are recorded whatever the limit or the budget's state.
 
+const zeroRef = `0x${'0'.repeat(64)}`
+
+/** Applies one on-chain spend; see {@link applyChainSpends}. Undefined: it was applied before. */
+export async function applyChainSpend(ctx: RuleContext, input: ChainSpendInput): Promise<EntryRow | undefined> {
+  return (await applyChainSpends(ctx, input.taskId, [input]))[0]
+}
+
 /**
- * Applies an on-chain spend: a `ref` that matches an open hold of the task captures it
- * with the on-chain amount; otherwise the spend is recorded and `unreserved_spend` raised.
+ * Applies on-chain spends of one task, in order, as facts: recorded whatever the limit or the
+ * budget's state. A `ref` that matches an open hold of the task captures it with the on-chain
+ * amount; every other spend is recorded, and the batch raises one `unreserved_spend` event
+ * naming them. Each spend gets its own entry; a run of plain spends between captures is one
+ * change of the budget, journaled as one `reconcile` row, its entries written with multi-row
+ * statements. Resolves with the entries written; a spend that already has a live entry is
+ * not applied again.
  */
-export async function applyChainSpend(ctx: RuleContext, input: ChainSpendInput): Promise<EntryRow> {
-  {
-    const b = await loadBudget(ctx, input.taskId)
-    const hold = await ctx.tx.holdByRef(input.ref)
-    // Keyed by chain, block hash and log index; a log that comes back after a reorg
-    // undid it (its block canonical again) gets a fresh entry beside the reverted one.
-    const base = `chain_${input.chain.chainId}_${input.chain.blockHash}_${input.chain.logIndex}`
-    let entryId = base
-    for (let n = 1; await ctx.tx.entry(entryId); n++) entryId = `${base}_${n}`
-    const fields = { amount: input.amount, entryId, peer: input.to, tool: null, reason: null, at: null }
-    if (hold && hold.taskId === b.taskId && hold.status === 'open') {
-      const settleSig = signature({ amount: input.amount, id: entryId, peer: input.to })
-      return (await settleCapture(ctx, b, hold, fields, settleSig, 'onchain', input.chain)).entry
+export async function applyChainSpends(ctx: RuleContext, taskId: string, inputs: ChainSpendInput[]): Promise<EntryRow[]> {
+  if (inputs.length === 0) return []
+  let b = await loadBudget(ctx, taskId)
+  const refs = [...new Set(inputs.map((i) => i.ref).filter((r) => r !== zeroRef))]
+  const holds = new Map((refs.length ? await ctx.tx.holdsByRefs(refs) : []).map((h) => [h.ref, h]))
+
+  // Keyed by chain, block hash and log index. A live entry with the key is this very fact
+  // applied before: skipped. A log that comes back after a reorg undid it (its block
+  // canonical again) gets a fresh id beside its reverted entry.
+  const ids = inputs.map((i) => `chain_${i.chain.chainId}_${i.chain.blockHash}_${i.chain.logIndex}`)
+  const states = new Map((await ctx.tx.entryStates(ids)).map((e) => [e.id, e.reverted]))
+  const skip = new Set<number>()
+  for (let k = 0; k < ids.length; k++) {
+    const id = ids[k] as string
+    const reverted = states.get(id)
+    if (reverted === undefined) continue
+    if (!reverted) {
+      skip.add(k)
+      continue
+    }
+    for (let n = 1; ; n++) {
+      const candidate = `${id}_${n}`
+      const known = states.get(candidate) ?? (await ctx.tx.entryStates([candidate]))[0]?.reverted
+      if (known === undefined) {
+        ids[k] = candidate
+        states.set(candidate, false)
+        break
+      }
+      states.set(candidate, known)
+      if (!known) {
+        skip.add(k)
+        break
+      }
+    }
+  }
+
+  // A run of plain spends between captures is one change of the budget: its entries are
+  // written together and journaled as one `reconcile` row (amount: their sum).
+  const out: EntryRow[] = []
+  let run: EntryRow[] = []
+  const unreserved: EntryRow[] = []
+  const flush = async () => {
+    if (run.length === 0) return
+    const last = run[run.length - 1] as EntryRow
+    let sum = 0n
+    for (const e of run) sum += e.amount
+    const after: BudgetRow = { ...b, spent: b.spent + sum, entryCount: b.entryCount + run.length }
+    await ctx.tx.insertEntries(run)
+    await apply(ctx, b, after, { kind: 'reconcile', amount: sum, source: 'onchain', chain: positionOf(last) })
+    b = after
+    run = []
+  }
+  for (const [k, input] of inputs.entries()) {
+    invariant(input.taskId === taskId, 'chain spends of one batch belong to one task')
+    if (skip.has(k)) continue
+    const entryId = ids[k] as string
+    const hold = holds.get(input.ref)
+    if (hold && hold.taskId === taskId && hold.status === 'open') {
+      // The run before this capture goes first: the journal keeps the order of the facts.
+      await flush()
+      const sig = signature({ amount: input.amount, id: entryId, peer: input.to })
+      const fields = { amount: input.amount, entryId, peer: input.to, tool: null, reason: null, at: null }
+      const captured = await settleCapture(ctx, b, hold, fields, sig, 'onchain', input.chain, input.hook)
+      holds.set(input.ref, captured.hold)
+      b = ctx.budgets.rows.get(taskId) as BudgetRow
+      out.push(captured.entry)
+      continue
     }
     const entry: EntryRow = {
       id: entryId,
-      taskId: b.taskId,
+      taskId,
       holdId: null,
       amount: input.amount,
       peer: input.to,
@@ -634,31 +713,37 @@ export async function applyChainSpend(ctx: RuleContext, input: ChainSpendInput):
       at: ctx.now,
       source: 'onchain',
       chainId: input.chain.chainId,
+      hook: input.hook,
       blockNumber: input.chain.blockNumber,
       blockHash: input.chain.blockHash,
       txHash: input.chain.txHash,
       logIndex: input.chain.logIndex,
       confirmed: input.chain.confirmed,
       reverted: false,
-      sig: signature({ amount: input.amount, id: entryId, peer: input.to }),
+      sig: chainSig,
     }
-    await ctx.tx.insertEntry(entry)
-    const after: BudgetRow = { ...b, spent: b.spent + input.amount, entryCount: b.entryCount + 1 }
-    await apply(ctx, b, after, {
-      kind: 'record',
-      amount: input.amount,
-      entryId: entry.id,
-      source: 'onchain',
-      chain: input.chain,
-    })
-    emit(ctx, 'unreserved_spend', b.taskId, {
-      entryId: entry.id,
-      amount: input.amount,
-      chain: chainJson(input.chain),
-    })
-    return entry
+    run.push(entry)
+    unreserved.push(entry)
+    out.push(entry)
   }
+  await flush()
+  if (unreserved.length > 0) {
+    const first = unreserved[0] as EntryRow
+    const last = unreserved[unreserved.length - 1] as EntryRow
+    emit(ctx, 'unreserved_spend', taskId, {
+      amount: unreserved.reduce((sum, e) => sum + e.amount, 0n),
+      count: unreserved.length,
+      entryIds: unreserved.map((e) => e.id),
+      chainId: first.chainId,
+      fromBlock: (first.blockNumber as bigint).toString(),
+      toBlock: (last.blockNumber as bigint).toString(),
+    })
+  }
+  return out
 }
+
+/** On-chain entries are identified by their position, never by call parameters. */
+const chainSig = '{"source":"onchain"}'
 
 /**
  * Undoes an on-chain spend whose block left the canonical chain: the entry is marked

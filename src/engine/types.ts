@@ -77,6 +77,8 @@ export type JournalKind =
   | 'release'
   | 'expire'
   | 'record'
+  /** A run of on-chain spends applied together; `amount` is their sum. */
+  | 'reconcile'
   | 'close'
   | 'revert'
   | 'confirm'
@@ -141,12 +143,17 @@ export type OverspentEvent = {
   at: number
 }
 
+/** On-chain spends that matched no hold, raised once per reconciled batch and task. */
 export type UnreservedSpendEvent = {
   id: string
   taskId: string
-  entryId: string
+  /** Sum of the spends. */
   amount: bigint
-  chain: ChainPosition
+  count: number
+  entryIds: string[]
+  chainId: number
+  fromBlock: string
+  toBlock: string
   at: number
 }
 

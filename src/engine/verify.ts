@@ -74,6 +74,7 @@ export async function verifyStore(store: Store): Promise<VerifyResult> {
             s.reserved -= amount
             break
           case 'record':
+          case 'reconcile':
             s.spent += amount
             break
           case 'revert':

@@ -51,13 +51,33 @@ export async function applyBatch(ctx: rules.RuleContext, batch: ApplyBatch): Pro
     return binding
   }
 
+  // Spends of bound accounts in the task's token become ledger entries, per task in block
+  // order; everything else is kept in chain_logs and reported, never summed into a budget.
+  const spends = new Map<string, rules.ChainSpendInput[]>()
+  const kept: ChainLogRow[] = []
   for (const log of batch.logs) {
+    const binding = await bindingOf(log.account, log.sender)
+    const confirmed = log.blockNumber <= batch.confirmedUpTo
+    const disposition = !binding ? 'unbound' : binding.token !== log.token ? 'foreign' : log.amount === 0n ? 'zero' : 'applied'
+    if (disposition === 'applied' && binding) {
+      const list = spends.get(binding.taskId) ?? []
+      list.push({
+        taskId: binding.taskId,
+        hook,
+        amount: log.amount,
+        ref: log.ref,
+        to: log.to,
+        chain: { chainId, blockNumber: log.blockNumber, blockHash: log.blockHash, txHash: log.txHash, logIndex: log.logIndex, confirmed },
+      })
+      spends.set(binding.taskId, list)
+      continue
+    }
     if (await ctx.tx.chain.log(chainId, log.blockHash, log.logIndex)) {
       result.duplicates++
       continue
     }
-    const binding = await bindingOf(log.account, log.sender)
-    const row: ChainLogRow = {
+    result[disposition as 'unbound' | 'foreign' | 'zero']++
+    kept.push({
       chainId,
       hook,
       blockHash: log.blockHash,
@@ -70,42 +90,19 @@ export async function applyBatch(ctx: rules.RuleContext, batch: ApplyBatch): Pro
       to: log.to,
       amount: log.amount,
       ref: log.ref,
-      disposition: 'applied',
+      disposition,
       taskId: binding?.taskId ?? null,
       entryId: null,
       holdId: null,
-      confirmed: log.blockNumber <= batch.confirmedUpTo,
-    }
-    if (!binding) {
-      row.disposition = 'unbound'
-      result.unbound++
-    } else if (binding.token !== log.token) {
-      // Another token than the one carrying the task's asset: never summed into the budget.
-      row.disposition = 'foreign'
-      result.foreign++
-    } else if (log.amount === 0n) {
-      result.zero++
-    } else {
-      const entry = await rules.applyChainSpend(ctx, {
-        taskId: binding.taskId,
-        amount: log.amount,
-        ref: log.ref,
-        to: log.to,
-        chain: {
-          chainId,
-          blockNumber: log.blockNumber,
-          blockHash: log.blockHash,
-          txHash: log.txHash,
-          logIndex: log.logIndex,
-          confirmed: row.confirmed,
-        },
-      })
-      row.entryId = entry.id
-      row.holdId = entry.holdId
-      result.applied++
-    }
-    await ctx.tx.chain.insertLog(row)
+      confirmed,
+    })
   }
+  for (const [taskId, list] of spends) {
+    const written = await rules.applyChainSpends(ctx, taskId, list)
+    result.applied += written.length
+    result.duplicates += list.length - written.length
+  }
+  for (const row of kept) await ctx.tx.chain.insertLog(row)
   for (const block of batch.blocks) await ctx.tx.chain.insertBlock(block)
   await ctx.tx.chain.saveCursor({
     chainId,
@@ -122,7 +119,7 @@ export async function applyBatch(ctx: rules.RuleContext, batch: ApplyBatch): Pro
 async function confirm(ctx: rules.RuleContext, key: ChainKey & { confirmedUpTo: bigint }): Promise<void> {
   if (key.confirmedUpTo < 0n) return
   await ctx.tx.chain.confirmLogsUpTo(key.chainId, key.hook, key.confirmedUpTo)
-  await ctx.tx.chain.confirmEntriesUpTo(key.chainId, key.confirmedUpTo)
+  await ctx.tx.chain.confirmEntriesUpTo(key.chainId, key.hook, key.confirmedUpTo)
 }
 
 export type Rollback = ChainKey & { expected: Cursor; ancestor: Cursor }
@@ -136,13 +133,11 @@ export async function rollback(ctx: rules.RuleContext, r: Rollback): Promise<{ r
   const stored = await ctx.tx.chain.cursor(chainId, hook)
   if (!sameCursor(r.expected, stored)) throw new CursorMovedError()
   invariant(r.ancestor.number <= r.expected.number, 'rollback ancestor above the cursor')
-  const orphaned = await ctx.tx.chain.logsFrom(chainId, hook, r.ancestor.number + 1n)
-  let reverted = 0
-  for (const log of orphaned)
-    if (log.disposition === 'applied' && log.entryId !== null) {
-      await rules.revertChainSpend(ctx, log.entryId)
-      reverted++
-    }
+  // Newest first: each spend leaves its budget, a hold it captured opens again.
+  const orphaned = await ctx.tx.chain.entriesFrom(chainId, hook, r.ancestor.number + 1n)
+  for (const entry of orphaned) await rules.revertChainSpend(ctx, entry.id)
+  const reverted = orphaned.length
+  const kept = await ctx.tx.chain.logsFrom(chainId, hook, r.ancestor.number + 1n)
   await ctx.tx.chain.deleteLogsFrom(chainId, hook, r.ancestor.number + 1n)
   await ctx.tx.chain.deleteBlocksFrom(chainId, hook, r.ancestor.number + 1n)
   await ctx.tx.chain.saveCursor({
@@ -152,7 +147,7 @@ export async function rollback(ctx: rules.RuleContext, r: Rollback): Promise<{ r
     blockHash: r.ancestor.hash,
     updatedAt: ctx.now,
   })
-  return { reverted, removed: orphaned.length }
+  return { reverted, removed: orphaned.length + kept.length }
 }
 
 export async function saveBinding(ctx: rules.RuleContext, row: BindingRow): Promise<BindingRow> {

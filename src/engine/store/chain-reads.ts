@@ -15,6 +15,18 @@ export function createChainReads(db: Kysely<Database>): ChainReads {
         .groupBy(['disposition', 'confirmed'])
         .execute()
       const out = { confirmed: 0, unconfirmed: 0, unbound: 0, foreign: 0 }
+      const entries = await db
+        .selectFrom('entries')
+        .select(['confirmed', (eb) => eb.fn.countAll<number | string>().as('n')])
+        .where('chain_id', '=', chainId)
+        .where('hook', '=', hook)
+        .where('reverted', '=', 0)
+        .groupBy('confirmed')
+        .execute()
+      for (const r of entries) {
+        if (Number(r.confirmed) === 1) out.confirmed += Number(r.n)
+        else out.unconfirmed += Number(r.n)
+      }
       for (const r of rows) {
         const n = Number(r.n)
         if (Number(r.confirmed) === 1) out.confirmed += n

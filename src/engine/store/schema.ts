@@ -54,6 +54,7 @@ export interface Database {
     at: number | string
     source: string
     chain_id: number | null
+    hook: string | null
     block_number: number | string | null
     block_hash: string | null
     tx_hash: string | null
@@ -214,6 +215,7 @@ function ledger(dialect: Dialect): Migration {
         .addColumn('at', int64, (c) => c.notNull())
         .addColumn('source', 'text', (c) => c.notNull())
         .addColumn('chain_id', 'integer')
+        .addColumn('hook', 'text')
         .addColumn('block_number', int64)
         .addColumn('block_hash', 'text')
         .addColumn('tx_hash', 'text')
@@ -223,11 +225,12 @@ function ledger(dialect: Dialect): Migration {
         .addColumn('sig', 'text', (c) => c.notNull())
         .execute()
       await db.schema.createIndex('entries_task').on('entries').columns(['task_id', 'at']).execute()
+      // On-chain entries by position: confirmation, reorg rollback, tracker status.
       await db.schema
-        .createIndex('entries_unconfirmed')
+        .createIndex('entries_chain')
         .on('entries')
-        .columns(['chain_id', 'block_number'])
-        .where(sql<boolean>`confirmed = 0 and chain_id is not null`)
+        .columns(['chain_id', 'hook', 'block_number'])
+        .where(sql<boolean>`chain_id is not null`)
         .execute()
 
       await db.schema

@@ -1,5 +1,5 @@
 import * as codec from './codec.ts'
-import type { ChainStoreTx, MaybePromise, StoreDialect, StoreTx } from './types.ts'
+import type { ChainStoreTx, HoldRow, MaybePromise, StoreDialect, StoreTx } from './types.ts'
 
 /**
  * The ledger's write statements, written once with `?` placeholders and turned into
@@ -29,9 +29,13 @@ export function toDialect(dialect: StoreDialect, text: string): string {
   return text.replace(/\?/g, () => `$${++n}`)
 }
 
-function insert(table: codec.TableCodec<unknown>): string {
-  return `insert into ${table.table} (${table.columns.join(', ')}) values (${table.columns.map(() => '?').join(', ')})`
+function insert(table: codec.TableCodec<unknown>, rows = 1): string {
+  const tuple = `(${table.columns.map(() => '?').join(', ')})`
+  return `insert into ${table.table} (${table.columns.join(', ')}) values ${Array(rows).fill(tuple).join(', ')}`
 }
+
+/** Rows per multi-row statement: few statements, well under every dialect's parameter limit. */
+export const chunkRows = 64
 
 export function statements(dialect: StoreDialect) {
   const lock = dialect === 'postgres' ? ' for update' : ''
@@ -76,7 +80,9 @@ export function statements(dialect: StoreDialect) {
     confirmLogsUpTo:
       'update chain_logs set confirmed = 1 where chain_id = ? and hook = ? and confirmed = 0 and block_number <= ?',
     confirmEntriesUpTo:
-      'update entries set confirmed = 1 where chain_id = ? and chain_id is not null and confirmed = 0 and reverted = 0 and block_number <= ?',
+      'update entries set confirmed = 1 where chain_id = ? and hook = ? and chain_id is not null and confirmed = 0 and block_number <= ?',
+    entriesFrom:
+      'select * from entries where chain_id = ? and hook = ? and chain_id is not null and block_number >= ? and reverted = 0 order by block_number desc, log_index desc',
     binding: 'select * from bindings where chain_id = ? and hook = ? and account = ? and sender = ?',
     saveBinding:
       insert(codec.bindings as codec.TableCodec<unknown>) +
@@ -86,8 +92,52 @@ export function statements(dialect: StoreDialect) {
   return Object.fromEntries(Object.entries(s).map(([k, v]) => [k, toDialect(dialect, v)])) as typeof s
 }
 
+/** Multi-row and `in (…)` statements by row count, built once per count. */
+function variadic(dialect: StoreDialect) {
+  const cache = new Map<string, string>()
+  const get = (key: string, build: () => string) => {
+    let text = cache.get(key)
+    if (text === undefined) {
+      text = toDialect(dialect, build())
+      cache.set(key, text)
+    }
+    return text
+  }
+  const list = (n: number) => Array(n).fill('?').join(', ')
+  return {
+    insertEntries: (n: number) => get(`e${n}`, () => insert(codec.entries as codec.TableCodec<unknown>, n)),
+    appendJournals: (n: number) => get(`j${n}`, () => insert(codec.journal as codec.TableCodec<unknown>, n)),
+    entryStates: (n: number) => get(`i${n}`, () => `select id, reverted from entries where id in (${list(n)})`),
+    holdsByRefs: (n: number) => get(`r${n}`, () => `select * from holds where ref in (${list(n)})`),
+  }
+}
+
+function chunks<T>(rows: T[]): T[][] {
+  const out: T[][] = []
+  for (let i = 0; i < rows.length; i += chunkRows) out.push(rows.slice(i, i + chunkRows))
+  return out
+}
+
+/** Runs `step` for each chunk in order, synchronously while the executor answers synchronously. */
+function eachChunk<T, U>(rows: T[], step: (chunk: T[]) => MaybePromise<U>, collect: (value: U) => void): MaybePromise<void> {
+  const parts = chunks(rows)
+  let i = 0
+  const next = (): MaybePromise<void> => {
+    while (i < parts.length) {
+      const result = step(parts[i++] as T[])
+      if (result instanceof Promise) return result.then((value) => {
+        collect(value)
+        return next()
+      })
+      collect(result)
+    }
+  }
+  return next()
+}
+
 export function createStoreTx(dialect: StoreDialect, exec: Executor): StoreTx {
   const q = statements(dialect)
+  const many_ = variadic(dialect)
   const one =
     <T>(decode: (raw: Raw) => T) =>
     (raw: Raw | undefined): T | undefined =>
@@ -115,7 +165,10 @@ export function createStoreTx(dialect: StoreDialect, exec: Executor): StoreTx {
     deleteLogsFrom: (chainId, hook, from) => then(exec.run(q.deleteLogsFrom, [chainId, hook, from.toString()]), ignore),
     confirmLogsUpTo: (chainId, hook, upTo) =>
       then(exec.run(q.confirmLogsUpTo, [chainId, hook, upTo.toString()]), ignore),
-    confirmEntriesUpTo: (chainId, upTo) => then(exec.run(q.confirmEntriesUpTo, [chainId, upTo.toString()]), ignore),
+    confirmEntriesUpTo: (chainId, hook, upTo) =>
+      then(exec.run(q.confirmEntriesUpTo, [chainId, hook, upTo.toString()]), ignore),
+    entriesFrom: (chainId, hook, from) =>
+      then(exec.all(q.entriesFrom, [chainId, hook, from.toString()]), many(codec.entries.decode)),
     binding: (chainId, hook, account, sender) =>
       then(exec.get(q.binding, [chainId, hook, account, sender]), one(codec.bindings.decode)),
     saveBinding: (row) => then(exec.run(q.saveBinding, codec.bindings.encode(row)), ignore),
@@ -165,6 +218,28 @@ export function createStoreTx(dialect: StoreDialect, exec: Executor): StoreTx {
     insertEntry: (row) => then(exec.run(q.insertEntry, codec.entries.encode(row)), ignore),
     updateEntry: (r) => then(exec.run(q.updateEntry, [r.confirmed ? 1 : 0, r.reverted ? 1 : 0, r.id]), ignore),
     appendJournal: (row) => then(exec.run(q.appendJournal, codec.journal.encode(row)), ignore),
+    appendJournals: (rows) =>
+      eachChunk(rows, (chunk) => exec.run(many_.appendJournals(chunk.length), chunk.flatMap(codec.journal.encode)), ignore),
+    insertEntries: (rows) =>
+      eachChunk(rows, (chunk) => exec.run(many_.insertEntries(chunk.length), chunk.flatMap(codec.entries.encode)), ignore),
+    entryStates: (ids) => {
+      const taken: { id: string; reverted: boolean }[] = []
+      return then(
+        eachChunk(ids, (chunk) => exec.all(many_.entryStates(chunk.length), chunk), (raws) => {
+          for (const raw of raws) taken.push({ id: raw.id as string, reverted: Number(raw.reverted) === 1 })
+        }),
+        () => taken,
+      )
+    },
+    holdsByRefs: (refs) => {
+      const found: HoldRow[] = []
+      return then(
+        eachChunk(refs, (chunk) => exec.all(many_.holdsByRefs(chunk.length), chunk), (raws) => {
+          for (const raw of raws) found.push(codec.holds.decode(raw))
+        }),
+        () => found,
+      )
+    },
     insertOutbox: (row) => then(exec.run(q.insertOutbox, codec.outbox.encode(row)), ignore),
     chain,
   }

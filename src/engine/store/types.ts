@@ -60,6 +60,8 @@ export type EntryRow = {
   at: number
   source: Source
   chainId: number | null
+  /** The SpendingHook that logged an on-chain entry. */
+  hook: string | null
   blockNumber: bigint | null
   blockHash: string | null
   txHash: string | null
@@ -120,7 +122,16 @@ export interface StoreTx {
   insertEntry(row: EntryRow): MaybePromise<void>
   updateEntry(row: EntryRow): MaybePromise<void>
 
+  /** Several entries at once (one statement per chunk of rows). */
+  insertEntries(rows: EntryRow[]): MaybePromise<void>
+  /** Of `ids`, those that are taken, and whether their entry was reverted. */
+  entryStates(ids: string[]): MaybePromise<{ id: string; reverted: boolean }[]>
+  /** Holds carrying any of `refs`. */
+  holdsByRefs(refs: string[]): MaybePromise<HoldRow[]>
+
   appendJournal(row: Omit<JournalRow, 'seq'>): MaybePromise<void>
+  /** Several journal rows at once, in order. */
+  appendJournals(rows: Omit<JournalRow, 'seq'>[]): MaybePromise<void>
   insertOutbox(row: OutboxRow): MaybePromise<void>
 
   /** Generic key/value rows of other parts of spendguard (the chain tracker). */
@@ -140,7 +151,9 @@ export interface ChainStoreTx {
   logsFrom(chainId: number, hook: string, fromNumber: bigint): MaybePromise<ChainLogRow[]>
   deleteLogsFrom(chainId: number, hook: string, fromNumber: bigint): MaybePromise<void>
   confirmLogsUpTo(chainId: number, hook: string, upToNumber: bigint): MaybePromise<void>
-  confirmEntriesUpTo(chainId: number, upToNumber: bigint): MaybePromise<void>
+  confirmEntriesUpTo(chainId: number, hook: string, upToNumber: bigint): MaybePromise<void>
+  /** Live on-chain entries of a hook at or above `fromNumber`, newest first. */
+  entriesFrom(chainId: number, hook: string, fromNumber: bigint): MaybePromise<EntryRow[]>
   binding(chainId: number, hook: string, account: string, sender: string): MaybePromise<BindingRow | undefined>
   saveBinding(row: BindingRow): MaybePromise<void>
   deleteBinding(chainId: number, hook: string, account: string, sender: string): MaybePromise<number>
@@ -185,8 +198,8 @@ export type ChainLogRow = {
   to: string
   amount: bigint
   ref: string
-  /** `applied` (in a budget), `unbound` (no binding), `foreign` (token not the task's asset). */
-  disposition: 'applied' | 'unbound' | 'foreign'
+  /** `unbound` (no binding), `foreign` (token not the task's asset), `zero` (nothing moved); applied logs are entries. */
+  disposition: 'applied' | 'unbound' | 'foreign' | 'zero'
   taskId: string | null
   entryId: string | null
   holdId: string | null
