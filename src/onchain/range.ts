@@ -62,16 +62,26 @@ export function isRetryable(error: unknown): boolean {
   })
 }
 
-export type PagePolicy = { initialBlocks: number; minBlocks: number; maxBlocks: number }
+export type PagePolicy = {
+  initialBlocks: number
+  minBlocks: number
+  maxBlocks: number
+  /** Logs a page should bring, about: pages of busy ranges shrink so memory stays bounded. */
+  targetLogs: number
+}
 
-export const defaultPagePolicy: PagePolicy = { initialBlocks: 2_000, minBlocks: 1, maxBlocks: 100_000 }
+export const defaultPagePolicy: PagePolicy = { initialBlocks: 2_000, minBlocks: 1, maxBlocks: 100_000, targetLogs: 2_000 }
 
 /** The next page size after a range error: half, never below the minimum. */
 export function shrink(blocks: number, policy: PagePolicy = defaultPagePolicy): number {
   return Math.max(policy.minBlocks, Math.floor(blocks / 2))
 }
 
-/** The next page size after a success: double, never above the maximum. */
-export function grow(blocks: number, policy: PagePolicy = defaultPagePolicy): number {
-  return Math.min(policy.maxBlocks, blocks * 2)
+/**
+ * The next page size after a page of `blocks` blocks brought `logs` logs: aimed at about
+ * `targetLogs` logs a page, at most double the last, within the policy's bounds.
+ */
+export function grow(blocks: number, logs: number, policy: PagePolicy = defaultPagePolicy): number {
+  const aimed = logs === 0 ? blocks * 2 : Math.floor((blocks * policy.targetLogs) / logs)
+  return Math.max(policy.minBlocks, Math.min(policy.maxBlocks, blocks * 2, aimed))
 }

@@ -157,7 +157,7 @@ export function createTracker(parameters: CreateTrackerParameters): Tracker {
   async function fetchRange(from: bigint, to: bigint): Promise<SpendLog[]> {
     try {
       const raw = await getRawLogs(client, { address: hook, topic: spendRecordedTopic, fromBlock: from, toBlock: to }, rpcOptions)
-      pageBlocks = grow(pageBlocks, policy)
+      pageBlocks = grow(Number(to - from + 1n), raw.length, policy)
       const out: SpendLog[] = []
       for (const log of raw) {
         const decoded = decodeSpendLog(log, hook)
