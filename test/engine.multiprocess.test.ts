@@ -118,6 +118,18 @@ describe.each(storeTargets)('processes on $name', (target) => {
     expect(acknowledged).toBeGreaterThan(200)
   })
 
+  test('behavior: processes opening a fresh database at once all migrate it safely', async () => {
+    const url = await guards.url()
+    const workers = Array.from({ length: 4 }, () => startWorker({ kind: 'open', db: url, taskId: 'shared' }))
+    const exits = await Promise.all(workers.map((w) => w.exited))
+    for (const [i, w] of workers.entries()) expect(exits[i], w.stderr()).toEqual({ code: 0, signal: null })
+    expect(workers.every((w) => w.lines.some((l) => l.op === 'opened'))).toBe(true)
+    const guard = await createGuard({ db: url })
+    expect(await guard.get('shared')).toMatchObject({ total: 100n, spent: 4n, entryCount: 4 })
+    expect(await guard.verify()).toEqual({ ok: true, problems: [] })
+    await guard.destroy()
+  })
+
   test('behavior: an alert committed but undelivered when the process dies is delivered after restart', async () => {
     const url = await guards.url()
     const setup = await createGuard({ db: url })

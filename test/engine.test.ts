@@ -13,6 +13,7 @@ import {
   RiskDeniedError,
   type RiskContext,
   type AlertEvent,
+  type Hold,
 } from '../src/index.ts'
 import * as rules from '../src/engine/rules.ts'
 import { manualClock, useGuards } from './helpers/guard.ts'
@@ -382,6 +383,46 @@ describe.each(storeTargets)('engine on $name', (target) => {
       expect(seen[3]).toMatchObject({ taskId: 't1', amount: 5n, peer: 'evil' })
       expect(seen[3]?.budget.total).toBe(1_000n)
       expect(await guard.get('t1')).toMatchObject({ spent: 5n, reserved: 5n })
+    })
+  })
+
+  describe('pay', () => {
+    test('behavior: reserves the maximum, captures what was settled, releases and rethrows on failure', async () => {
+      const guard = await guards.guard()
+      await guard.allocate('t1', { total: 100n, ...USDC })
+      let seen: Hold | undefined
+      const entry = await guard.pay('t1', 30n, async ({ hold }) => {
+        seen = hold
+        expect((await guard.get('t1')).reserved).toBe(30n)
+        return { settled: 22n, peer: 'api.example', tool: 'search' }
+      })
+      expect(seen).toMatchObject({ taskId: 't1', amount: 30n, status: 'open' })
+      expect(entry).toMatchObject({ amount: 22n, holdId: seen?.id, peer: 'api.example', tool: 'search' })
+      expect(await guard.get('t1')).toMatchObject({ spent: 22n, reserved: 0n })
+
+      const failure = new Error('payment failed')
+      await expect(guard.pay('t1', 50n, async () => Promise.reject(failure))).rejects.toBe(failure)
+      expect(await guard.get('t1')).toMatchObject({ spent: 22n, reserved: 0n })
+      expect((await guard.holds('t1')).map((h) => h.status)).toEqual(['captured', 'released'])
+
+      const denied = await guard.pay('t1', 79n, async () => ({ settled: 1n })).catch((e) => e)
+      expect(denied).toMatchObject({ name: 'BudgetExceededError', requested: 79n, remaining: 78n })
+    })
+
+    test('behavior: a retried payment with the same key pays once', async () => {
+      const guard = await guards.guard()
+      await guard.allocate('t1', { total: 100n, ...USDC })
+      let calls = 0
+      const pay = () =>
+        guard.pay('t1', 10n, async () => {
+          calls++
+          return { settled: 8n }
+        }, { key: 'order-7' })
+      const first = await pay()
+      const again = await pay()
+      expect(again).toEqual(first)
+      expect(calls).toBe(1)
+      expect(await guard.get('t1')).toMatchObject({ spent: 8n, entryCount: 1 })
     })
   })
 

@@ -17,6 +17,7 @@ type Job =
   | { kind: 'settle'; db: string; holds: string[]; callers: number; amount: string }
   | { kind: 'records'; db: string; taskId: string; callers: number; prefix: string }
   | { kind: 'alerts'; db: string; taskId: string; amount: string }
+  | { kind: 'open'; db: string; taskId: string }
   | { kind: 'sync'; db: string; rpcUrl: string; chainId: number; hook: `0x${string}`; account: `0x${string}`; token: `0x${string}`; fromBlock: string }
 
 const job = JSON.parse(process.argv[2] as string) as Job
@@ -134,6 +135,11 @@ if (job.kind === 'hammer') {
   })
   await tracker.bind({ account: job.account, taskId: 'agent', token: job.token })
   await tracker.syncOnce()
+} else if (job.kind === 'open') {
+  // Opened at the same moment as others on a fresh database: migrations race.
+  const budget = await guard.allocate(job.taskId, { total: 100n, asset: 'USDC', decimals: 6 })
+  await guard.record(job.taskId, { amount: 1n })
+  say({ op: 'opened', total: budget.total })
 } else if (job.kind === 'alerts') {
   // Commit a change that raises alerts, say so, then hang until killed: nobody delivers.
   guard.on('alert', () => new Promise(() => {}))
