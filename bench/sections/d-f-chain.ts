@@ -1,0 +1,322 @@
+import PQueue from 'p-queue'
+import { type Address, type EIP1193RequestFn, type PublicClient, createPublicClient, custom, http, numberToHex } from 'viem'
+import { createGuard, createTracker, spendRecordedTopic, spendingHookAbi } from '../../src/index.ts'
+import { sized } from '../lib/config.ts'
+import { type ChainFixture, createChainFixture } from '../lib/chain.ts'
+import { removeSqlite, sqlitePath } from '../lib/files.ts'
+import { checkLedger } from '../lib/ledger-check.ts'
+import { type Row, compare, correctness, mib, rate } from '../lib/report.ts'
+import { startWorker } from '../lib/workers.ts'
+
+/**
+ * D (ingest) and F (memory) share one anvil and one deployed stack: logs are created as
+ * needed, 100 SpendRecorded logs per transaction, and each measurement takes the newest
+ * N logs (fromBlock = the first block of those).
+ */
+export type ChainSections = { ingest(): Promise<Row[]>; memory(): Promise<Row[]>; stop(): Promise<void> }
+
+/** The tracker's default: getLogs requests in flight. The baselines use the same. */
+const rpcConcurrency = 4
+const reorgDepthMax = 4
+const confirmations = 4
+
+type Page = { from: bigint; to: bigint }
+
+export async function createChainSections(): Promise<ChainSections> {
+  const fixture = await createChainFixture({ transfersPerTx: 100 })
+  return {
+    ingest: () => sectionD(fixture),
+    memory: () => sectionF(fixture),
+    stop: () => fixture.stop(),
+  }
+}
+
+/**
+ * The client the tracker builds for an RPC URL (http, no transport retries, 10 s timeout),
+ * wrapped to note each eth_getLogs range it asked for and whether the answer came back:
+ * the baselines replay exactly the ranges that returned logs.
+ */
+function recordingClient(rpcUrl: string, ranges: (Page & { ok: boolean })[]): PublicClient {
+  const inner = http(rpcUrl, { retryCount: 0, timeout: 10_000 })({ retryCount: 0 })
+  const request = inner.request as unknown as (args: { method: string; params?: unknown }) => Promise<unknown>
+  const transport = custom(
+    {
+      async request({ method, params }: { method: string; params?: unknown }) {
+        if (method !== 'eth_getLogs') return request({ method, params })
+        const [filter] = params as [{ fromBlock: `0x${string}`; toBlock: `0x${string}` }]
+        const range = { from: BigInt(filter.fromBlock), to: BigInt(filter.toBlock) }
+        try {
+          const result = await request({ method, params })
+          ranges.push({ ...range, ok: true })
+          return result
+        } catch (error) {
+          ranges.push({ ...range, ok: false })
+          throw error
+        }
+      },
+    } as { request: EIP1193RequestFn },
+    { retryCount: 0 },
+  )
+  return createPublicClient({ transport }) as PublicClient
+}
+
+/** One tracker backfill, end to end, into a fresh SQLite ledger. */
+async function trackerRun(fixture: ChainFixture, fromBlock: bigint, name: string) {
+  const path = sqlitePath(name)
+  const { stack } = fixture
+  const ranges: (Page & { ok: boolean })[] = []
+  const client = recordingClient(fixture.anvil.rpcUrl, ranges)
+  const t0 = performance.now()
+  const guard = await createGuard({ db: `sqlite:${path}`, expirySweepMs: 3_600_000 })
+  try {
+    await guard.allocate('agent', { total: 10n ** 30n, asset: 'tUSD', decimals: 6 })
+    const tracker = createTracker({ guard, client, chainId: stack.chainId, hook: stack.hook, fromBlock, reorgDepthMax, confirmations })
+    await tracker.bind({ account: stack.account, taskId: 'agent', token: stack.token })
+    const result = await tracker.syncOnce()
+    const elapsedMs = performance.now() - t0
+    const pages = ranges.filter((r) => r.ok).sort((a, b) => (a.from < b.from ? -1 : 1))
+    const refused = ranges.filter((r) => !r.ok).length
+    const budget = await guard.get('agent')
+    return { result, elapsedMs, pages, refused, guard, path, budget }
+  } catch (error) {
+    await guard.destroy()
+    throw error
+  }
+}
+
+/** Plain fetch + JSON.parse of eth_getLogs over the pages, `rpcConcurrency` in flight. */
+async function rawGetLogs(rpcUrl: string, hook: Address, pages: Page[]) {
+  const queue = new PQueue({ concurrency: rpcConcurrency })
+  const t0 = performance.now()
+  let id = 0
+  const counts = await Promise.all(
+    pages.map((p) =>
+      queue.add(async () => {
+        const response = await fetch(rpcUrl, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({
+            jsonrpc: '2.0',
+            id: ++id,
+            method: 'eth_getLogs',
+            params: [{ address: hook, topics: [spendRecordedTopic], fromBlock: numberToHex(p.from), toBlock: numberToHex(p.to) }],
+          }),
+        })
+        const body = JSON.parse(await response.text()) as { result?: unknown[]; error?: unknown }
+        if (!body.result) throw new Error(`eth_getLogs failed: ${JSON.stringify(body.error)}`)
+        return body.result.length
+      }) as Promise<number>,
+    ),
+  )
+  return { logs: counts.reduce((s, n) => s + n, 0), elapsedMs: performance.now() - t0 }
+}
+
+/** viem's getContractEvents (fetch and decode) over the pages, `rpcConcurrency` in flight. */
+async function viemEvents(rpcUrl: string, hook: Address, pages: Page[]) {
+  const client = createPublicClient({ transport: http(rpcUrl, { retryCount: 0, timeout: 60_000 }) })
+  const queue = new PQueue({ concurrency: rpcConcurrency })
+  const t0 = performance.now()
+  const counts = await Promise.all(
+    pages.map((p) =>
+      queue.add(async () => {
+        const events = await client.getContractEvents({
+          address: hook,
+          abi: spendingHookAbi,
+          eventName: 'SpendRecorded',
+          fromBlock: p.from,
+          toBlock: p.to,
+        })
+        return events.length
+      }) as Promise<number>,
+    ),
+  )
+  return { logs: counts.reduce((s, n) => s + n, 0), elapsedMs: performance.now() - t0 }
+}
+
+/**
+ * D. The tracker backfilling ≥ 20,000 logs into a fresh SQLite ledger (createGuard,
+ * createTracker, bind, syncOnce), beside raw eth_getLogs and viem getContractEvents over
+ * the same block ranges. Two rounds in alternating order, summed.
+ */
+async function sectionD(fixture: ChainFixture): Promise<Row[]> {
+  const logs = Math.max(100, Math.round(sized(20_000, 1_000) / 100) * 100)
+  const setupBefore = fixture.setupMs
+  await fixture.ensureLogs(logs)
+  const setupMs = fixture.setupMs - setupBefore
+  const range = fixture.lastLogs(logs)
+  const { anvil, stack } = fixture
+  const rows: Row[] = []
+  const problems: string[] = []
+
+  // Untimed: one pass so every run meets the same warm node.
+  const head = await stack.publicClient.getBlockNumber()
+  await rawGetLogs(anvil.rpcUrl, stack.hook, [{ from: range.fromBlock, to: head }])
+
+  const tracker = { logs: 0, ms: 0 }
+  const raw = { logs: 0, ms: 0 }
+  const viem = { logs: 0, ms: 0 }
+  const pageCounts: number[] = []
+  const refusedCounts: number[] = []
+  const rounds = 2
+  for (let round = 0; round < rounds; round++) {
+    const t = await trackerRun(fixture, range.fromBlock, `d-ingest-${round}`)
+    try {
+      tracker.logs += t.result.applied
+      tracker.ms += t.elapsedMs
+      pageCounts.push(t.pages.length)
+      refusedCounts.push(t.refused)
+      if (t.result.applied !== range.logs) problems.push(`tracker applied ${t.result.applied} logs, ${range.logs} exist`)
+      const check = await checkLedger(t.guard, { spent: range.amount, reserved: 0n, entries: range.logs, openHolds: 0 })
+      problems.push(...check.problems)
+      const runs = round % 2 === 0 ? (['raw', 'viem'] as const) : (['viem', 'raw'] as const)
+      for (const which of runs) {
+        const r = which === 'raw' ? await rawGetLogs(anvil.rpcUrl, stack.hook, t.pages) : await viemEvents(anvil.rpcUrl, stack.hook, t.pages)
+        if (r.logs !== range.logs) problems.push(`${which} baseline read ${r.logs} logs, ${range.logs} exist`)
+        const into = which === 'raw' ? raw : viem
+        into.logs += r.logs
+        into.ms += r.elapsedMs
+      }
+    } finally {
+      await t.guard.destroy()
+      removeSqlite(t.path)
+    }
+  }
+  const trackerRate = (tracker.logs / tracker.ms) * 1000
+  const rawRate = (raw.logs / raw.ms) * 1000
+  const viemRate = (viem.logs / viem.ms) * 1000
+  const detail = { logs: range.logs, fromBlock: range.fromBlock, pagesPerRun: pageCounts, refusedRequestsPerRun: refusedCounts, rounds, tracker, raw, viem, setupMs, rpcConcurrency, reorgDepthMax }
+  rows.push(
+    compare({
+      section: 'D',
+      measure: `ingest ${range.logs.toLocaleString('en-US')} logs into a fresh SQLite ledger: logs/s`,
+      value: trackerRate,
+      show: (n) => rate(n),
+      baseline: rawRate,
+      baselineLabel: 'raw eth_getLogs (fetch+parse)',
+      target: { kind: 'ratio-min', value: 0.5 },
+      detail,
+    }),
+    compare({
+      section: 'D',
+      measure: '  same, beside viem getContractEvents (fetch+decode)',
+      value: trackerRate,
+      show: (n) => rate(n),
+      baseline: viemRate,
+      baselineLabel: 'viem getContractEvents',
+    }),
+  )
+  rows.push(
+    correctness(
+      'D',
+      problems.length === 0,
+      problems.length === 0 ? `ok: ${rounds} × ${range.logs} logs applied once, spent ${range.amount} each` : problems.slice(0, 3).join('; '),
+      { problems, setupSeconds: setupMs / 1000 },
+    ),
+  )
+  return rows
+}
+
+type IngestAnswer = {
+  logs: number
+  applied: number
+  elapsedMs: number
+  spent: string
+  entryCount: number
+  rssStart: number
+  rssReady: number
+  rssPeakSampled: number
+  heapPeak: number
+  heapAfterGc?: number
+  peakRssBytes: number
+  maxRssBytes: number
+}
+
+/**
+ * F. Peak RSS of a sync process (a fresh child per measurement) backfilling the newest
+ * 10,000 and the newest 100,000 logs: flat within 20%.
+ */
+async function sectionF(fixture: ChainFixture): Promise<Row[]> {
+  const small = Math.max(100, Math.round(sized(10_000, 1_000) / 100) * 100)
+  const large = Math.max(small * 10, Math.round(sized(100_000, 10_000) / 100) * 100)
+  const setupBefore = fixture.setupMs
+  const t0 = performance.now()
+  await fixture.ensureLogs(large)
+  const setupMs = fixture.setupMs - setupBefore
+  const setupWallMs = performance.now() - t0
+  const { anvil, stack } = fixture
+  const problems: string[] = []
+  // The third run is a diagnosis, not a target: the same range with pages capped at 10
+  // blocks (1,000 logs here) through the tracker's public `pageBlocks` option.
+  const runs = [
+    { name: 'small', logs: small, pageBlocks: undefined },
+    { name: 'large', logs: large, pageBlocks: undefined },
+    { name: 'capped', logs: large, pageBlocks: { initialBlocks: 10, maxBlocks: 10 } },
+  ] as const
+  const measured: Record<string, IngestAnswer> = {}
+  for (const run of runs) {
+    const n = run.logs
+    const range = fixture.lastLogs(n)
+    const path = sqlitePath(`f-rss-${run.name}`)
+    const worker = await startWorker(['--expose-gc'])
+    try {
+      measured[run.name] = await worker.call<IngestAnswer>({
+        cmd: 'ingest',
+        db: `sqlite:${path}`,
+        rpcUrl: anvil.rpcUrl,
+        chainId: stack.chainId,
+        hook: stack.hook,
+        account: stack.account,
+        token: stack.token,
+        fromBlock: range.fromBlock.toString(),
+        sampleMs: 10,
+        pageBlocks: run.pageBlocks,
+      })
+    } finally {
+      await worker.close()
+    }
+    const m = measured[run.name] as IngestAnswer
+    if (m.applied !== n) problems.push(`${run.name}: the tracker applied ${m.applied} logs of ${n}`)
+    const guard = await createGuard({ db: `sqlite:${path}`, expirySweepMs: 3_600_000 })
+    try {
+      const check = await checkLedger(guard, { spent: range.amount, reserved: 0n, entries: n, openHolds: 0 })
+      problems.push(...check.problems.map((p) => `${run.name}: ${p}`))
+    } finally {
+      await guard.destroy()
+      removeSqlite(path)
+    }
+  }
+  const a = measured.small as IngestAnswer
+  const b = measured.large as IngestAnswer
+  const c = measured.capped as IngestAnswer
+  const perSec = (m: IngestAnswer) => ((m.applied / m.elapsedMs) * 1000).toFixed(0)
+  const live = (m: IngestAnswer) => (m.heapAfterGc === undefined ? '?' : mib(m.heapAfterGc))
+  return [
+    compare({
+      section: 'F',
+      measure: `sync process peak RSS after ${large.toLocaleString('en-US')} logs (${perSec(b)} logs/s; heap peak ${mib(b.heapPeak)} vs ${mib(a.heapPeak)}, live after GC ${live(b)} vs ${live(a)})`,
+      value: b.peakRssBytes,
+      show: mib,
+      baseline: a.peakRssBytes,
+      baselineLabel: `after ${small.toLocaleString('en-US')} logs`,
+      target: { kind: 'ratio-max', value: 1.2 },
+      detail: { small: a, large: b, setupSeconds: setupMs / 1000, setupWallSeconds: setupWallMs / 1000, setupTotalSeconds: fixture.setupMs / 1000 },
+    }),
+    compare({
+      section: 'F',
+      measure: `  diagnosis: same ${large.toLocaleString('en-US')} logs, pageBlocks capped at 10 (${perSec(c)} logs/s; heap peak ${mib(c.heapPeak)}, live after GC ${live(c)})`,
+      value: c.peakRssBytes,
+      show: mib,
+      baseline: a.peakRssBytes,
+      baselineLabel: `after ${small.toLocaleString('en-US')} logs`,
+      detail: { capped: c },
+    }),
+    correctness(
+      'F',
+      problems.length === 0,
+      problems.length === 0
+        ? `ok: ${small} and ${large} logs applied once; creating ${fixture.batches.length * fixture.transfersPerTx} logs on anvil took ${(fixture.setupMs / 1000).toFixed(1)} s`
+        : problems.slice(0, 3).join('; '),
+      { problems },
+    ),
+  ]
+}
