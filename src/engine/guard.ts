@@ -105,7 +105,8 @@ export type Guard = {
 export type GuardInternal = {
   store: Store
   clock: Clock
-  submit<T>(op: Operation<T>): Promise<T>
+  /** Runs a ledger operation in the next batch; `taskId` names the budget it changes, when known. */
+  submit<T>(op: Operation<T>, taskId?: string): Promise<T>
   writerStats(): ReturnType<Writer['stats']>
 }
 
@@ -164,7 +165,7 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
       let expired = 0
       for (;;) {
         const tasks = await store.tasksWithDueHolds(clock(), expirySweepTasksMax)
-        for (const taskId of tasks) expired += await submit((ctx) => rules.expireTask(ctx, taskId))
+        for (const taskId of tasks) expired += await submit((ctx) => rules.expireTask(ctx, taskId), taskId)
         if (tasks.length < expirySweepTasksMax) return expired
       }
     })().finally(() => {
@@ -175,13 +176,23 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
   const expiryTimer = setInterval(() => void expireHolds().catch(() => {}), p.expirySweepMs ?? 1_000)
   expiryTimer.unref()
 
+  /**
+   * The budget a hold belongs to, where the store locks rows (a hold's task never changes,
+   * so reading it before the transaction is safe); SQLite needs no hint.
+   */
+  async function lockHint(holdId: string): Promise<string | undefined> {
+    if (store.dialect !== 'postgres') return undefined
+    const row = await store.db.selectFrom('holds').select('task_id').where('id', '=', holdId).executeTakeFirst()
+    return row?.task_id
+  }
+
   /** A budget as of now: holds past their time are expired first. */
   async function current(taskId: string): Promise<BudgetRow> {
     v.assertId('taskId', taskId)
     let row = await store.readBudget(taskId)
     if (!row) throw new BudgetNotFoundError({ taskId })
     if (row.nextExpiryAt !== null && row.nextExpiryAt <= clock()) {
-      await submit((ctx) => rules.expireTask(ctx, taskId))
+      await submit((ctx) => rules.expireTask(ctx, taskId), taskId)
       row = (await store.readBudget(taskId)) as BudgetRow
     }
     return row
@@ -226,7 +237,7 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
         metadata: v.metadata(o.metadata),
       }
       v.assertBoolean('hardLimit', input.hardLimit)
-      return toBudget(await submit((ctx) => rules.allocate(ctx, input)))
+      return toBudget(await submit((ctx) => rules.allocate(ctx, input), taskId))
     },
 
     async check(taskId, amount) {
@@ -254,7 +265,7 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
       }
       const risk = await assess('reserve', taskId, amount)
       if (!risk.allow) throw new RiskDeniedError({ taskId, requested: amount, reason: risk.reason })
-      return toHold(await submit((ctx) => rules.reserve(ctx, input)))
+      return toHold(await submit((ctx) => rules.reserve(ctx, input), taskId))
     },
 
     async capture(holdId, amount, entry) {
@@ -270,13 +281,13 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
         reason: v.optionalText('entry.reason', e.reason),
         at: v.optionalTimestamp('entry.at', e.at),
       }
-      const { entry: row } = await submit((ctx) => rules.capture(ctx, input))
+      const { entry: row } = await submit((ctx) => rules.capture(ctx, input), await lockHint(holdId))
       return toEntry(row)
     },
 
     async release(holdId) {
       v.assertId('holdId', holdId)
-      return toHold(await submit((ctx) => rules.release(ctx, holdId)))
+      return toHold(await submit((ctx) => rules.release(ctx, holdId), await lockHint(holdId)))
     },
 
     async record(taskId, params) {
@@ -294,12 +305,12 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
       }
       const risk = await assess('record', taskId, o.amount, input)
       if (!risk.allow) throw new RiskDeniedError({ taskId, requested: o.amount, reason: risk.reason })
-      return toEntry(await submit((ctx) => rules.record(ctx, input)))
+      return toEntry(await submit((ctx) => rules.record(ctx, input), taskId))
     },
 
     async close(taskId) {
       v.assertId('taskId', taskId)
-      return submit((ctx) => rules.close(ctx, taskId))
+      return submit((ctx) => rules.close(ctx, taskId), taskId)
     },
 
     async get(taskId) {
@@ -377,7 +388,7 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
     async setProgress(taskId, progress) {
       v.assertId('taskId', taskId)
       const value = v.progress(progress)
-      return toBudget(await submit((ctx) => rules.setProgress(ctx, taskId, value)))
+      return toBudget(await submit((ctx) => rules.setProgress(ctx, taskId, value), taskId))
     },
 
     async burnRate(taskId) {

@@ -134,13 +134,21 @@ const newId = (prefix: string) => {
 
 /** Random bytes drawn in blocks, so a hold's ref costs no system call. */
 const refPool = { bytes: Buffer.alloc(0), offset: 0 }
+let refCounter = 0
+
+/**
+ * A hold's ref: 8 bytes of time and counter, then 24 random bytes. Unique and unguessable,
+ * and new refs land next to each other in the ref index instead of all over it.
+ */
 export const newRef = () => {
-  if (refPool.offset + 32 > refPool.bytes.length) {
-    refPool.bytes = randomBytes(32 * 1024)
+  if (refPool.offset + 24 > refPool.bytes.length) {
+    refPool.bytes = randomBytes(24 * 1024)
     refPool.offset = 0
   }
-  const ref = `0x${refPool.bytes.toString('hex', refPool.offset, refPool.offset + 32)}`
-  refPool.offset += 32
+  refCounter = (refCounter + 1) % 0x10000
+  const head = Date.now().toString(16).padStart(12, '0') + refCounter.toString(16).padStart(4, '0')
+  const ref = `0x${head}${refPool.bytes.toString('hex', refPool.offset, refPool.offset + 24)}`
+  refPool.offset += 24
   return ref
 }
 

@@ -29,13 +29,16 @@ export type WriterOptions = {
 
 type Pending = {
   op: Operation<unknown>
+  /** The budget the operation changes, when known before it runs. */
+  taskId: string | undefined
   resolve(value: unknown): void
   reject(error: unknown): void
   outcome: { ok: true; value: unknown } | { ok: false; error: unknown } | undefined
 }
 
 export type Writer = {
-  submit<T>(op: Operation<T>): Promise<T>
+  /** Runs `op` in the next batch; `taskId` names the budget it changes, when known. */
+  submit<T>(op: Operation<T>, taskId?: string): Promise<T>
   /** Resolves when everything submitted so far is committed or failed. */
   drain(): Promise<void>
   close(): Promise<void>
@@ -61,6 +64,12 @@ export function createWriter(options: WriterOptions): Writer {
         const now = clock()
         rows.length = 0
         const budgets = createBudgetCache()
+        if (tx.rowLocks) {
+          // Take every known budget's lock up front, in one order for every process: batches
+          // that share budgets queue behind each other instead of deadlocking.
+          const taskIds = [...new Set(batch.map((p) => p.taskId).filter((t) => t !== undefined))]
+          if (taskIds.length > 0) for (const row of await tx.lockBudgets(taskIds)) budgets.rows.set(row.taskId, row)
+        }
         for (const pending of batch) {
           const ctx: RuleContext = { tx, now, outbox: [], leaseFor: options.leaseFor, budgets }
           try {
@@ -119,11 +128,11 @@ export function createWriter(options: WriterOptions): Writer {
   }
 
   return {
-    async submit<T>(op: Operation<T>): Promise<T> {
+    async submit<T>(op: Operation<T>, taskId?: string): Promise<T> {
       if (closed) throw new GuardDestroyedError()
       while (queue.length >= queueMax) await new Promise<void>((resolve) => roomWaiters.push(resolve))
       return new Promise<T>((resolve, reject) => {
-        queue.push({ op, resolve: resolve as (v: unknown) => void, reject, outcome: undefined })
+        queue.push({ op, taskId, resolve: resolve as (v: unknown) => void, reject, outcome: undefined })
         schedule()
       })
     },

@@ -97,7 +97,8 @@ export async function applyBatch(ctx: rules.RuleContext, batch: ApplyBatch): Pro
       confirmed,
     })
   }
-  for (const [taskId, list] of spends) {
+  // Budgets in task id order, as every batch locks them.
+  for (const [taskId, list] of [...spends].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
     const written = await rules.applyChainSpends(ctx, taskId, list)
     result.applied += written.length
     result.duplicates += list.length - written.length

@@ -1,5 +1,5 @@
 import * as codec from './codec.ts'
-import type { ChainStoreTx, HoldRow, MaybePromise, StoreDialect, StoreTx } from './types.ts'
+import type { BudgetRow, ChainStoreTx, HoldRow, MaybePromise, StoreDialect, StoreTx } from './types.ts'
 
 /**
  * The ledger's write statements, written once with `?` placeholders and turned into
@@ -109,6 +109,8 @@ function variadic(dialect: StoreDialect) {
     appendJournals: (n: number) => get(`j${n}`, () => insert(codec.journal as codec.TableCodec<unknown>, n)),
     entryStates: (n: number) => get(`i${n}`, () => `select id, reverted from entries where id in (${list(n)})`),
     holdsByRefs: (n: number) => get(`r${n}`, () => `select * from holds where ref in (${list(n)})`),
+    lockBudgets: (n: number) =>
+      get(`b${n}`, () => `select * from budgets where task_id in (${list(n)}) order by task_id${dialect === 'postgres' ? ' for update' : ''}`),
   }
 }
 
@@ -178,6 +180,16 @@ export function createStoreTx(dialect: StoreDialect, exec: Executor): StoreTx {
   return {
     rowLocks: dialect === 'postgres',
     budget: (taskId) => then(exec.get(q.budget, [taskId]), one(codec.budgets.decode)),
+    lockBudgets: (taskIds) => {
+      const rows: BudgetRow[] = []
+      // Chunks in order keep the locks in task id order across statements too.
+      return then(
+        eachChunk([...taskIds].sort(), (chunk) => exec.all(many_.lockBudgets(chunk.length), chunk), (raws) => {
+          for (const raw of raws) rows.push(codec.budgets.decode(raw))
+        }),
+        () => rows,
+      )
+    },
     insertBudget: (row) => then(exec.run(q.insertBudget, codec.budgets.encode(row)), ignore),
     updateBudget: (r) =>
       then(

@@ -104,6 +104,8 @@ export interface StoreTx {
   /** Whether `budget()` takes a row lock (PostgreSQL); SQLite's transaction holds the whole file. */
   readonly rowLocks: boolean
   budget(taskId: string): MaybePromise<BudgetRow | undefined>
+  /** Locks and reads several budgets in one statement, in task id order (PostgreSQL). */
+  lockBudgets(taskIds: string[]): MaybePromise<BudgetRow[]>
   insertBudget(row: BudgetRow): MaybePromise<void>
   updateBudget(row: BudgetRow): MaybePromise<void>
 
