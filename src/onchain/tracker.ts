@@ -243,7 +243,7 @@ export function createTracker(parameters: CreateTrackerParameters): Tracker {
       const inflight: Promise<Page>[] = []
       let next = start
       const schedule = () => {
-        while (inflight.length < rpcConcurrency * 2 && next <= finalHead) {
+        while (inflight.length < rpcConcurrency && next <= finalHead) {
           const a = next
           const b = a + BigInt(pageBlocks) - 1n < finalHead ? a + BigInt(pageBlocks) - 1n : finalHead
           next = b + 1n

@@ -15,7 +15,7 @@ export type SqliteStoreOptions = {
   busyTimeoutMs?: number
 }
 
-const cacheKib = 64 * 1024
+const cacheKib = 16 * 1024
 
 /** Bounded retries of a write transaction that found the file locked. */
 const busyRetriesMax = 50
@@ -31,7 +31,7 @@ export async function createSqliteStore(options: SqliteStoreOptions): Promise<St
   const open = () => {
     const db = new Database(options.path, { timeout: busyTimeoutMs })
     db.pragma(`busy_timeout = ${busyTimeoutMs}`)
-    // 64 MiB of page cache: the indexes of a large ledger stay in memory.
+    // 16 MiB of page cache (the default is 2 MiB): the hot index pages of a large ledger stay in memory.
     db.pragma(`cache_size = ${-cacheKib}`)
     return db
   }
