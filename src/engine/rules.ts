@@ -173,10 +173,18 @@ function differences(before: string, after: string): string[] {
 }
 
 async function loadBudget(ctx: RuleContext, taskId: string): Promise<BudgetRow> {
+  return (await loadBudgetAsOfNow(ctx, taskId)).budget
+}
+
+/** The budget with its due holds expired; `expired` tells whether any were. */
+async function loadBudgetAsOfNow(ctx: RuleContext, taskId: string): Promise<{ budget: BudgetRow; expired: boolean }> {
   const b = await readBudget(ctx, taskId)
   if (!b) throw new BudgetNotFoundError({ taskId })
-  if (b.nextExpiryAt !== null && b.nextExpiryAt <= ctx.now) return expireDue(ctx, b)
-  return b
+  if (b.nextExpiryAt !== null && b.nextExpiryAt <= ctx.now) {
+    const after = await expireDue(ctx, b)
+    return { budget: after, expired: after.openHolds !== b.openHolds }
+  }
+  return { budget: b, expired: false }
 }
 
 function assertOpen(b: BudgetRow): void {
@@ -351,17 +359,15 @@ export async function reserve(ctx: RuleContext, input: ReserveInput): Promise<Ho
     settleSig: null,
     sig,
   }
-  {
-    await ctx.tx.insertHold(hold)
-    const after: BudgetRow = {
-      ...b,
-      reserved: b.reserved + input.amount,
-      openHolds: b.openHolds + 1,
-      nextExpiryAt:
-        expiresAt === null ? b.nextExpiryAt : b.nextExpiryAt === null ? expiresAt : Math.min(b.nextExpiryAt, expiresAt),
-    }
-    await apply(ctx, b, after, { kind: 'reserve', amount: input.amount, holdId: hold.id })
+  await ctx.tx.insertHold(hold)
+  const after: BudgetRow = {
+    ...b,
+    reserved: b.reserved + input.amount,
+    openHolds: b.openHolds + 1,
+    nextExpiryAt:
+      expiresAt === null ? b.nextExpiryAt : b.nextExpiryAt === null ? expiresAt : Math.min(b.nextExpiryAt, expiresAt),
   }
+  await apply(ctx, b, after, { kind: 'reserve', amount: input.amount, holdId: hold.id })
   return hold
 }
 
@@ -369,13 +375,12 @@ export async function reserve(ctx: RuleContext, input: ReserveInput): Promise<Ho
 async function loadHold(ctx: RuleContext, holdId: string) {
   const first = await ctx.tx.hold(holdId)
   if (!first) throw new HoldNotFoundError({ holdId })
-  // Every writer locks the budget before it changes one of its holds. Where the first
-  // read could be older than the lock (row locks, a budget not yet locked in this
-  // transaction, or expiry having run), the hold is read again under the lock.
+  // Every writer locks the budget before it changes one of its holds. The first read stands
+  // when nothing could have changed the hold since: SQLite's transaction holds the whole
+  // file, or this transaction already held the budget's row lock; and no expiry ran.
   const lockedBefore = !ctx.tx.rowLocks || ctx.budgets.rows.has(first.taskId)
-  const before = ctx.budgets.rows.get(first.taskId)
-  const budget = await loadBudget(ctx, first.taskId)
-  if (lockedBefore && before === budget) return { hold: first, budget }
+  const { budget, expired } = await loadBudgetAsOfNow(ctx, first.taskId)
+  if (lockedBefore && !expired) return { hold: first, budget }
   const hold = await ctx.tx.hold(holdId)
   invariant(hold, `hold ${holdId} vanished`)
   return { hold, budget }
@@ -575,30 +580,28 @@ export async function close(ctx: RuleContext, taskId: string): Promise<BudgetRep
     invariant(b0.report, `closed budget ${taskId} has no report`)
     return parseReport(b0.report)
   }
-  {
-    let b = await loadBudget(ctx, taskId)
-    const open = await ctx.tx.openHolds(taskId)
-    for (const hold of open) b = (await settleRelease(ctx, b, hold, 'released')).budget
-    const report: BudgetReport = {
-      taskId,
-      asset: b.asset,
-      total: b.total,
-      spent: b.spent,
-      entryCount: b.entryCount,
-      releasedHolds: open.length,
-      durationMs: ctx.now - b.createdAt,
-      status: 'closed',
-    }
-    const after: BudgetRow = {
-      ...b,
-      closed: true,
-      closedAt: ctx.now,
-      nextExpiryAt: null,
-      report: JSON.stringify(report, (_, v) => (typeof v === 'bigint' ? v.toString() : v)),
-    }
-    await apply(ctx, b, after, { kind: 'close', amount: null })
-    return report
+  let b = await loadBudget(ctx, taskId)
+  const open = await ctx.tx.openHolds(taskId)
+  for (const hold of open) b = (await settleRelease(ctx, b, hold, 'released')).budget
+  const report: BudgetReport = {
+    taskId,
+    asset: b.asset,
+    total: b.total,
+    spent: b.spent,
+    entryCount: b.entryCount,
+    releasedHolds: open.length,
+    durationMs: ctx.now - b.createdAt,
+    status: 'closed',
   }
+  const after: BudgetRow = {
+    ...b,
+    closed: true,
+    closedAt: ctx.now,
+    nextExpiryAt: null,
+    report: JSON.stringify(report, (_, v) => (typeof v === 'bigint' ? v.toString() : v)),
+  }
+  await apply(ctx, b, after, { kind: 'close', amount: null })
+  return report
 }
 
 export function parseReport(text: string): BudgetReport {
@@ -762,44 +765,42 @@ export async function revertChainSpend(ctx: RuleContext, entryId: string): Promi
   const entry = await ctx.tx.entry(entryId)
   invariant(entry, `reverting unknown entry ${entryId}`)
   invariant(entry.source === 'onchain' && !entry.reverted, `entry ${entryId} is not a live on-chain entry`)
-  {
-    const b = await readBudget(ctx, entry.taskId)
-    invariant(b, `entry ${entryId} has no budget`)
-    await ctx.tx.updateEntry({ ...entry, reverted: true })
-    const after: BudgetRow = { ...b, spent: b.spent - entry.amount, entryCount: b.entryCount - 1 }
-    let holdId: string | null = null
-    if (entry.holdId !== null) {
-      const hold = await ctx.tx.hold(entry.holdId)
-      invariant(hold && hold.status === 'captured', `reverted entry ${entryId} has no captured hold`)
-      holdId = hold.id
-      const expired = hold.expiresAt !== null && hold.expiresAt <= ctx.now
-      if (b.closed || expired) {
-        // The hold's time (or its budget) is over: it ends released rather than open.
-        const changed = await ctx.tx.reopenHold(hold.id)
-        invariant(changed === 1, `reopening hold ${hold.id} changed ${changed} rows`)
-        const ended: HoldRow = { ...hold, status: expired ? 'expired' : 'released', settledAt: ctx.now }
-        ended.capturedAmount = null
-        ended.entryId = null
-        ended.settleSig = ended.status
-        invariant((await ctx.tx.settleHold(ended)) === 1, `ending hold ${hold.id}`)
-      } else {
-        const changed = await ctx.tx.reopenHold(hold.id)
-        invariant(changed === 1, `reopening hold ${hold.id} changed ${changed} rows`)
-        after.reserved = b.reserved + hold.amount
-        after.openHolds = b.openHolds + 1
-        if (hold.expiresAt !== null)
-          after.nextExpiryAt = b.nextExpiryAt === null ? hold.expiresAt : Math.min(b.nextExpiryAt, hold.expiresAt)
-      }
+  const b = await readBudget(ctx, entry.taskId)
+  invariant(b, `entry ${entryId} has no budget`)
+  await ctx.tx.updateEntry({ ...entry, reverted: true })
+  const after: BudgetRow = { ...b, spent: b.spent - entry.amount, entryCount: b.entryCount - 1 }
+  let holdId: string | null = null
+  if (entry.holdId !== null) {
+    const hold = await ctx.tx.hold(entry.holdId)
+    invariant(hold && hold.status === 'captured', `reverted entry ${entryId} has no captured hold`)
+    holdId = hold.id
+    const expired = hold.expiresAt !== null && hold.expiresAt <= ctx.now
+    if (b.closed || expired) {
+      // The hold's time (or its budget) is over: it ends released rather than open.
+      const changed = await ctx.tx.reopenHold(hold.id)
+      invariant(changed === 1, `reopening hold ${hold.id} changed ${changed} rows`)
+      const ended: HoldRow = { ...hold, status: expired ? 'expired' : 'released', settledAt: ctx.now }
+      ended.capturedAmount = null
+      ended.entryId = null
+      ended.settleSig = ended.status
+      invariant((await ctx.tx.settleHold(ended)) === 1, `ending hold ${hold.id}`)
+    } else {
+      const changed = await ctx.tx.reopenHold(hold.id)
+      invariant(changed === 1, `reopening hold ${hold.id} changed ${changed} rows`)
+      after.reserved = b.reserved + hold.amount
+      after.openHolds = b.openHolds + 1
+      if (hold.expiresAt !== null)
+        after.nextExpiryAt = b.nextExpiryAt === null ? hold.expiresAt : Math.min(b.nextExpiryAt, hold.expiresAt)
     }
-    await apply(ctx, b, after, {
-      kind: 'revert',
-      amount: entry.amount,
-      holdId,
-      entryId,
-      source: 'onchain',
-      chain: positionOf(entry),
-    })
   }
+  await apply(ctx, b, after, {
+    kind: 'revert',
+    amount: entry.amount,
+    holdId,
+    entryId,
+    source: 'onchain',
+    chain: positionOf(entry),
+  })
 }
 
 export function positionOf(entry: EntryRow): ChainPosition | null {
