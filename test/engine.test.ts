@@ -214,6 +214,29 @@ describe.each(storeTargets)('engine on $name', (target) => {
       expect(await guard.get('t1')).toMatchObject({ reserved: 30n, openHolds: 1 })
     })
 
+    test('behavior: retries after a restart return the original results', async () => {
+      const url = await guards.url()
+      const { createGuard } = await import('../src/index.ts')
+      const first = await createGuard({ db: url })
+      await first.allocate('t1', { total: 100n, ...USDC })
+      const hold = await first.reserve('t1', 30n, { key: 'k1' })
+      const entry = await first.record('t1', { id: 'e1', amount: 5n })
+      const captured = await first.capture(hold.id, 20n)
+      const report = await first.close('t1')
+      await first.destroy()
+
+      const second = await createGuard({ db: url })
+      expect(await second.allocate('t1', { total: 100n, ...USDC })).toMatchObject({ taskId: 't1', status: 'closed' })
+      expect((await second.reserve('t1', 30n, { key: 'k1' })).id).toBe(hold.id)
+      expect(await second.record('t1', { id: 'e1', amount: 5n })).toEqual(entry)
+      expect(await second.capture(hold.id, 20n)).toEqual(captured)
+      expect(await second.close('t1')).toEqual(report)
+      await expect(second.record('t1', { id: 'e1', amount: 6n })).rejects.toBeInstanceOf(IdempotencyConflictError)
+      expect(await second.get('t1')).toMatchObject({ spent: 25n, entryCount: 2 })
+      expect((await second.journal({ taskId: 't1' })).length).toBe(5)
+      await second.destroy()
+    })
+
     test('behavior: a caller-chosen ref is kept, and one ref belongs to one hold', async () => {
       const guard = await guards.guard()
       await guard.allocate('t1', { total: 100n, ...USDC })
