@@ -30,9 +30,11 @@ describe('getLogs paging', () => {
   test('behavior: pages shrink by half and grow toward the target log count', () => {
     expect(shrink(1000)).toBe(500)
     expect(shrink(1)).toBe(1)
+    const target = defaultPagePolicy.targetLogs
     expect(grow(100, 0)).toBe(200)
-    expect(grow(100, 20_000)).toBe(10)
-    expect(grow(100, 1_000)).toBe(200)
+    expect(grow(100, target * 10)).toBe(10)
+    expect(grow(100, target / 2)).toBe(200)
+    expect(grow(100, target)).toBe(100)
     expect(grow(defaultPagePolicy.maxBlocks, 0)).toBe(defaultPagePolicy.maxBlocks)
   })
 })

@@ -70,7 +70,7 @@ export type PagePolicy = {
   targetLogs: number
 }
 
-export const defaultPagePolicy: PagePolicy = { initialBlocks: 10, minBlocks: 1, maxBlocks: 100_000, targetLogs: 2_000 }
+export const defaultPagePolicy: PagePolicy = { initialBlocks: 10, minBlocks: 1, maxBlocks: 100_000, targetLogs: 1_000 }
 
 /** The next page size after a range error: half, never below the minimum. */
 export function shrink(blocks: number, policy: PagePolicy = defaultPagePolicy): number {

@@ -243,7 +243,9 @@ export function createTracker(parameters: CreateTrackerParameters): Tracker {
       const inflight: Promise<Page>[] = []
       let next = start
       const schedule = () => {
-        while (inflight.length < rpcConcurrency && next <= finalHead) {
+        // Few pages ahead: enough to overlap fetching with applying, few enough that pages
+        // die young instead of piling up in the old generation.
+        while (inflight.length < Math.max(2, rpcConcurrency / 2) && next <= finalHead) {
           const a = next
           const b = a + BigInt(pageBlocks) - 1n < finalHead ? a + BigInt(pageBlocks) - 1n : finalHead
           next = b + 1n
