@@ -1,4 +1,5 @@
 import Database from 'better-sqlite3'
+import pg from 'pg'
 import { describe, expect, test } from 'vitest'
 import {
   BudgetClosedError,
@@ -466,16 +467,24 @@ describe.each(storeTargets)('engine on $name', (target) => {
     })
 
     test('behavior: verify reports a ledger that does not match its journal', async () => {
-      if (target.name !== 'sqlite') return
       const url = await guards.url()
       const { createGuard } = await import('../src/index.ts')
       const guard = await createGuard({ db: url })
       await guard.allocate('t1', { total: 100n, ...USDC })
       await guard.record('t1', { amount: 10n })
       expect(await guard.verify()).toEqual({ ok: true, problems: [] })
-      const raw = new Database(url.slice('sqlite:'.length))
-      raw.prepare("update budgets set spent = '11' where task_id = 't1'").run()
-      raw.close()
+      // Tamper with the stored budget behind the engine's back.
+      const tamper = "update budgets set spent = '11' where task_id = 't1'"
+      if (target.name === 'sqlite') {
+        const raw = new Database(url.slice('sqlite:'.length))
+        raw.prepare(tamper).run()
+        raw.close()
+      } else {
+        const raw = new pg.Client({ connectionString: url })
+        await raw.connect()
+        await raw.query(tamper)
+        await raw.end()
+      }
       const result = await guard.verify()
       expect(result.ok).toBe(false)
       expect(result.problems).toContain('t1: spent 11, journal replay gives 10')

@@ -81,7 +81,6 @@ export function exitCodeOf(error: unknown): number {
     case 'InvalidArgumentError':
     case 'IdempotencyConflictError':
     case 'BudgetExistsError':
-    case 'CommanderError':
       return exitCodes.badInput
     default:
       return exitCodes.internal

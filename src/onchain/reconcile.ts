@@ -58,8 +58,7 @@ export async function applyBatch(ctx: rules.RuleContext, batch: ApplyBatch): Pro
   for (const log of batch.logs) {
     const binding = await bindingOf(log.account, log.sender)
     const confirmed = log.blockNumber <= batch.confirmedUpTo
-    const disposition = !binding ? 'unbound' : binding.token !== log.token ? 'foreign' : log.amount === 0n ? 'zero' : 'applied'
-    if (disposition === 'applied' && binding) {
+    if (binding && binding.token === log.token && log.amount > 0n) {
       const list = spends.get(binding.taskId) ?? []
       list.push({
         taskId: binding.taskId,
@@ -72,11 +71,12 @@ export async function applyBatch(ctx: rules.RuleContext, batch: ApplyBatch): Pro
       spends.set(binding.taskId, list)
       continue
     }
+    const disposition: ChainLogRow['disposition'] = !binding ? 'unbound' : binding.token !== log.token ? 'foreign' : 'zero'
     if (await ctx.tx.chain.log(chainId, log.blockHash, log.logIndex)) {
       result.duplicates++
       continue
     }
-    result[disposition as 'unbound' | 'foreign' | 'zero']++
+    result[disposition]++
     kept.push({
       chainId,
       hook,
@@ -92,8 +92,6 @@ export async function applyBatch(ctx: rules.RuleContext, batch: ApplyBatch): Pro
       ref: log.ref,
       disposition,
       taskId: binding?.taskId ?? null,
-      entryId: null,
-      holdId: null,
       confirmed,
     })
   }

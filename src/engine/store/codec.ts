@@ -22,8 +22,6 @@ type Param = string | number | null
 export type TableCodec<T> = {
   table: string
   columns: readonly string[]
-  /** Columns that identify a row. */
-  key: readonly string[]
   encode(row: T): Param[]
   decode(raw: Raw): T
 }
@@ -63,7 +61,6 @@ export const budgets: TableCodec<BudgetRow> = {
     'next_expiry_at',
     'report',
   ],
-  key: ['task_id'],
   encode: (r) => [
     r.taskId,
     r.asset,
@@ -127,7 +124,6 @@ export const holds: TableCodec<HoldRow> = {
     'settle_sig',
     'sig',
   ],
-  key: ['id'],
   encode: (r) => [
     r.id,
     r.taskId,
@@ -182,7 +178,6 @@ export const entries: TableCodec<EntryRow> = {
     'reverted',
     'sig',
   ],
-  key: ['id'],
   encode: (r) => [
     r.id,
     r.taskId,
@@ -239,7 +234,6 @@ export const journal: TableCodec<Omit<JournalRow, 'seq'>> & { decodeWithSeq(raw:
     'reserved_after',
     'at',
   ],
-  key: ['seq'],
   encode: (r) => [
     r.taskId,
     r.kind,
@@ -271,7 +265,6 @@ export const journal: TableCodec<Omit<JournalRow, 'seq'>> & { decodeWithSeq(raw:
 export const outbox: TableCodec<OutboxRow> = {
   table: 'outbox',
   columns: ['id', 'kind', 'task_id', 'payload', 'created_at', 'lease_until'],
-  key: ['id'],
   encode: (r) => [r.id, r.kind, r.taskId, r.payload, r.createdAt, r.leaseUntil],
   decode: (x) => ({
     id: str(x.id),
@@ -286,7 +279,6 @@ export const outbox: TableCodec<OutboxRow> = {
 export const chainCursors: TableCodec<ChainCursorRow> = {
   table: 'chain_cursors',
   columns: ['chain_id', 'hook', 'block_number', 'block_hash', 'updated_at'],
-  key: ['chain_id', 'hook'],
   encode: (r) => [r.chainId, r.hook, r.blockNumber.toString(), r.blockHash, r.updatedAt],
   decode: (x) => ({
     chainId: num(x.chain_id),
@@ -300,7 +292,6 @@ export const chainCursors: TableCodec<ChainCursorRow> = {
 export const chainBlocks: TableCodec<ChainBlockRow> = {
   table: 'chain_blocks',
   columns: ['chain_id', 'hook', 'number', 'hash', 'parent_hash'],
-  key: ['chain_id', 'hook', 'number'],
   encode: (r) => [r.chainId, r.hook, r.number.toString(), r.hash, r.parentHash],
   decode: (x) => ({
     chainId: num(x.chain_id),
@@ -328,11 +319,8 @@ export const chainLogs: TableCodec<ChainLogRow> = {
     'ref',
     'disposition',
     'task_id',
-    'entry_id',
-    'hold_id',
     'confirmed',
   ],
-  key: ['chain_id', 'block_hash', 'log_index'],
   encode: (r) => [
     r.chainId,
     r.hook,
@@ -348,8 +336,6 @@ export const chainLogs: TableCodec<ChainLogRow> = {
     r.ref,
     r.disposition,
     r.taskId,
-    r.entryId,
-    r.holdId,
     flag(r.confirmed),
   ],
   decode: (x) => ({
@@ -367,8 +353,6 @@ export const chainLogs: TableCodec<ChainLogRow> = {
     ref: str(x.ref),
     disposition: str(x.disposition) as ChainLogRow['disposition'],
     taskId: strOrNull(x.task_id),
-    entryId: strOrNull(x.entry_id),
-    holdId: strOrNull(x.hold_id),
     confirmed: bool(x.confirmed),
   }),
 }
@@ -376,7 +360,6 @@ export const chainLogs: TableCodec<ChainLogRow> = {
 export const bindings: TableCodec<BindingRow> = {
   table: 'bindings',
   columns: ['chain_id', 'hook', 'account', 'sender', 'task_id', 'token', 'created_at'],
-  key: ['chain_id', 'hook', 'account', 'sender'],
   encode: (r) => [r.chainId, r.hook, r.account, r.sender, r.taskId, r.token, r.createdAt],
   decode: (x) => ({
     chainId: num(x.chain_id),

@@ -123,13 +123,6 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
       )
       return rows.map((r: { task_id: string }) => r.task_id)
     },
-    async nextExpiry() {
-      const { rows } = await pool.query(
-        "select min(expires_at) as at from holds where status = 'open' and expires_at is not null",
-      )
-      const at = rows[0]?.at as string | null | undefined
-      return at === null || at === undefined ? null : Number(at)
-    },
     async destroy() {
       await tail.catch(() => {})
       await writer.end().catch(() => {})

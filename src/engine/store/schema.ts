@@ -114,8 +114,6 @@ export interface Database {
     ref: string
     disposition: string
     task_id: string | null
-    entry_id: string | null
-    hold_id: string | null
     confirmed: number
   }
   bindings: {
@@ -302,8 +300,6 @@ function ledger(dialect: Dialect): Migration {
         .addColumn('ref', 'text', (c) => c.notNull())
         .addColumn('disposition', 'text', (c) => c.notNull())
         .addColumn('task_id', 'text')
-        .addColumn('entry_id', 'text')
-        .addColumn('hold_id', 'text')
         .addColumn('confirmed', 'integer', (c) => c.notNull())
         .addPrimaryKeyConstraint('chain_logs_pk', ['chain_id', 'block_hash', 'log_index'])
         .execute()

@@ -141,12 +141,6 @@ export async function createSqliteStore(options: SqliteStoreOptions): Promise<St
         .all(now, limit) as { task_id: string }[]
       return rows.map((r) => r.task_id)
     },
-    async nextExpiry() {
-      const row = reader
-        .prepare("select min(expires_at) as at from holds where status = 'open' and expires_at is not null")
-        .get() as { at: number | null }
-      return row.at
-    },
     async destroy() {
       await db.destroy()
       writer.close()

@@ -201,10 +201,8 @@ export type ChainLogRow = {
   amount: bigint
   ref: string
   /** `unbound` (no binding), `foreign` (token not the task's asset), `zero` (nothing moved); applied logs are entries. */
-  disposition: 'applied' | 'unbound' | 'foreign' | 'zero'
+  disposition: 'unbound' | 'foreign' | 'zero'
   taskId: string | null
-  entryId: string | null
-  holdId: string | null
   confirmed: boolean
 }
 
@@ -239,7 +237,5 @@ export interface Store {
   /** Task ids having open holds that expired at or before `now`. */
   tasksWithDueHolds(now: number, limit: number): Promise<string[]>
   readonly chain: ChainReads
-  /** The earliest expiry of any open hold, or null. */
-  nextExpiry(): Promise<number | null>
   destroy(): Promise<void>
 }
