@@ -42,9 +42,10 @@ export async function createSqliteStore(options: SqliteStoreOptions): Promise<St
   })
   writer.pragma(`synchronous = ${synchronous}`)
 
-  const migrator = new Kysely<Schema>({ dialect: new SqliteDialect({ database: open() }) })
+  const migrationConnection = open()
+  const migrator = new Kysely<Schema>({ dialect: new SqliteDialect({ database: migrationConnection }) })
   try {
-    await migrate(migrator)
+    await migrate(migrator, migrationConnection)
   } finally {
     await migrator.destroy()
   }
@@ -149,11 +150,29 @@ export async function createSqliteStore(options: SqliteStoreOptions): Promise<St
   return store
 }
 
-async function migrate(db: Kysely<Schema>): Promise<void> {
-  const migrator = new Migrator({ db, provider: migrations('sqlite') })
+/**
+ * Runs kysely's migrations inside one transaction that takes the file's write lock up front
+ * (kysely's own would start with a deferred BEGIN, and two processes opening a fresh file
+ * could then both decide to migrate it).
+ */
+async function migrate(db: Kysely<Schema>, connection: Database.Database): Promise<void> {
+  const migrator = new Migrator({ db, provider: migrations('sqlite'), disableTransactions: true })
   for (let attempt = 0; ; attempt++) {
+    try {
+      connection.exec('begin immediate')
+    } catch (error) {
+      if (isBusy(error) && attempt < busyRetriesMax) {
+        await sleep(Math.min(200, 5 * 2 ** attempt))
+        continue
+      }
+      throw error
+    }
     const { error } = await migrator.migrateToLatest()
-    if (!error) return
+    if (!error) {
+      connection.exec('commit')
+      return
+    }
+    if (connection.inTransaction) connection.exec('rollback')
     if (isBusy(error) && attempt < busyRetriesMax) {
       await sleep(Math.min(200, 5 * 2 ** attempt))
       continue
