@@ -133,6 +133,7 @@ type Dialect = 'sqlite' | 'postgres'
 export function migrations(dialect: Dialect): MigrationProvider {
   const all: Record<string, Migration> = {
     '2026-11-21-ledger': ledger(dialect),
+    '2026-11-21-unconfirmed': unconfirmed(),
   }
   return { getMigrations: async () => all }
 }
@@ -333,6 +334,34 @@ function ledger(dialect: Dialect): Migration {
         'budgets',
       ])
         await db.schema.dropTable(table).execute()
+    },
+  }
+}
+
+/**
+ * Unconfirmed on-chain rows by position. Every applied batch marks the rows that reached
+ * the confirmation depth; through these partial indexes it touches only rows still
+ * unconfirmed (a few blocks' worth) instead of walking every on-chain entry of the hook.
+ */
+function unconfirmed(): Migration {
+  return {
+    async up(db: Kysely<any>) {
+      await db.schema
+        .createIndex('entries_unconfirmed')
+        .on('entries')
+        .columns(['chain_id', 'hook', 'block_number'])
+        .where(sql<boolean>`chain_id is not null and confirmed = 0`)
+        .execute()
+      await db.schema
+        .createIndex('chain_logs_unconfirmed')
+        .on('chain_logs')
+        .columns(['chain_id', 'hook', 'block_number'])
+        .where(sql<boolean>`confirmed = 0`)
+        .execute()
+    },
+    async down(db: Kysely<any>) {
+      await db.schema.dropIndex('chain_logs_unconfirmed').execute()
+      await db.schema.dropIndex('entries_unconfirmed').execute()
     },
   }
 }
