@@ -1,5 +1,5 @@
 import pg from 'pg'
-import { holdSig, randomRef, rowId, settleSig } from './ids.ts'
+import { holdSig, holdRef, rowId, settleSig } from './ids.ts'
 import { type PairsJob, type PairsResult, runPairs } from './pairs.ts'
 
 /**
@@ -84,7 +84,7 @@ export async function openRawPg({ url, connections }: { url: string; connections
           const { rows } = await client.query({ ...q.reserveBudget, values: [reserve, now, taskId] })
           const after = rows[0] as { spent: string; reserved: string } | undefined
           if (!after) throw new Error(`raw baseline: budget ${taskId} denied a reserve`)
-          await client.query({ ...q.insertHold, values: [holdId, taskId, randomRef(), reserve, now, holdSig(job.reserveAmount)] })
+          await client.query({ ...q.insertHold, values: [holdId, taskId, holdRef(), reserve, now, holdSig(job.reserveAmount)] })
           await client.query({ ...q.insertJournal, values: [taskId, 'reserve', reserve, holdId, null, after.spent, after.reserved, now] })
         })
         onReserved()

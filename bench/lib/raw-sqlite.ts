@@ -1,6 +1,6 @@
 import Database from 'better-sqlite3'
 import { createGuard } from '../../src/index.ts'
-import { holdSig, randomRef, rowId, settleSig } from './ids.ts'
+import { holdSig, holdRef, rowId, settleSig } from './ids.ts'
 import { wallNow } from './stats.ts'
 
 /**
@@ -99,7 +99,7 @@ export function openRawSqlite({
     const after = reserveBudget.get(reserve, now, taskId, reserveAmount) as { spent: string; reserved: string } | undefined
     if (!after) throw new Error('raw baseline: budget denied a reserve')
     const holdId = rowId('hold')
-    insertHold.run(holdId, taskId, randomRef(), reserve, now, holdSig(reserveAmount))
+    insertHold.run(holdId, taskId, holdRef(), reserve, now, holdSig(reserveAmount))
     insertJournal.run(taskId, 'reserve', reserve, holdId, null, String(after.spent), String(after.reserved), now)
     return holdId
   }
