@@ -60,3 +60,29 @@ describe('store query plans (sqlite)', () => {
     }
   })
 })
+
+describe('writer row cache (sqlite)', () => {
+  test('behavior: a guard sees budgets and holds another connection changed since its last transaction', async () => {
+    const { url, cleanup } = await sqliteTarget.fresh()
+    const a = await createGuard({ db: url })
+    const b = await createGuard({ db: url })
+    try {
+      await a.allocate('shared', { total: 100n, asset: 'USDC', decimals: 6 })
+      const held = await a.reserve('shared', 60n)
+      // b spends through its own connection: a's last view of the budget is now stale.
+      await b.record('shared', { amount: 30n })
+      await expect(a.reserve('shared', 20n)).rejects.toMatchObject({ name: 'BudgetExceededError', remaining: 10n })
+      // b captures a's hold: a must not settle it a second time.
+      await b.capture(held.id, 50n)
+      await expect(a.capture(held.id, 40n)).rejects.toMatchObject({ name: 'HoldNotOpenError' })
+      await expect(a.release(held.id)).rejects.toMatchObject({ name: 'HoldNotOpenError' })
+      const budget = await a.get('shared')
+      expect({ spent: budget.spent, reserved: budget.reserved, remaining: budget.remaining }).toEqual({ spent: 80n, reserved: 0n, remaining: 20n })
+      await expect(a.verify()).resolves.toEqual({ ok: true, problems: [] })
+    } finally {
+      await a.destroy()
+      await b.destroy()
+      await cleanup()
+    }
+  })
+})

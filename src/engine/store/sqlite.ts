@@ -2,6 +2,7 @@ import Database from 'better-sqlite3'
 import { Kysely, Migrator, SqliteDialect } from 'kysely'
 import { InvariantViolationError } from '../errors.ts'
 import { createChainReads } from './chain-reads.ts'
+import { createRowCache } from './row-cache.ts'
 import { budgets as budgetCodec, outbox as outboxCodec } from './codec.ts'
 import { type Database as Schema, migrations } from './schema.ts'
 import { type Executor, type Params, type Raw, createStoreTx, statements } from './statements.ts'
@@ -73,6 +74,11 @@ export async function createSqliteStore(options: SqliteStoreOptions): Promise<St
   const begin = writer.prepare('begin immediate')
   const commit = writer.prepare('commit')
   const rollback = writer.prepare('rollback')
+  // Budgets and holds this connection knows, valid while no other connection commits:
+  // data_version moves exactly when one did (this connection's own commits leave it).
+  const rows = createRowCache()
+  const dataVersion = writer.prepare('pragma data_version').pluck()
+  let seenVersion: unknown
   // One writer connection: transactions of this process run one after another.
   let tail: Promise<unknown> = Promise.resolve()
 
@@ -88,9 +94,16 @@ export async function createSqliteStore(options: SqliteStoreOptions): Promise<St
         }
         throw error
       }
+      const version = dataVersion.get()
+      if (version !== seenVersion) {
+        rows.clear()
+        seenVersion = version
+      }
+      const view = rows.wrap(tx)
       try {
-        const result = await fn(tx)
+        const result = await fn(view.tx)
         commit.run()
+        view.commit()
         return result
       } catch (error) {
         if (writer.inTransaction) rollback.run()

@@ -1,0 +1,123 @@
+import type { BudgetRow, HoldRow, MaybePromise, StoreTx } from './types.ts'
+
+/**
+ * Budgets and holds as one writer connection last committed or read them, kept across its
+ * transactions. The store that owns it must call {@link RowCache.clear} whenever another
+ * connection may have committed since (SQLite: `PRAGMA data_version` moved); it then serves
+ * exactly what the database holds, without a primary-key read per operation.
+ *
+ * A transaction's own writes reach the cache only when it commits; a rollback leaves the
+ * cache as it was. Rows go in and out as copies, so no caller can change a cached row.
+ */
+export type RowCache = {
+  clear(): void
+  /** `tx`, reading budgets and holds through the cache; `commit()` after the database commits. */
+  wrap(tx: StoreTx): { tx: StoreTx; commit(): void }
+  readonly size: number
+}
+
+/** Rows kept, at most; past it the cache starts again empty. */
+const rowsMax = 100_000
+
+function then<T, U>(value: MaybePromise<T>, fn: (value: T) => U): MaybePromise<U> {
+  return value instanceof Promise ? value.then(fn) : fn(value)
+}
+
+export function createRowCache(): RowCache {
+  const budgets = new Map<string, BudgetRow>()
+  const holds = new Map<string, HoldRow>()
+
+  return {
+    get size() {
+      return budgets.size + holds.size
+    },
+    clear() {
+      budgets.clear()
+      holds.clear()
+    },
+    wrap(inner) {
+      // This transaction's view: a row, or null where the cache no longer knows the row.
+      const budgetsNow = new Map<string, BudgetRow | null>()
+      const holdsNow = new Map<string, HoldRow | null>()
+      const knownBudget = (taskId: string) => (budgetsNow.has(taskId) ? budgetsNow.get(taskId) : budgets.get(taskId))
+      const knownHold = (id: string) => (holdsNow.has(id) ? holdsNow.get(id) : holds.get(id))
+
+      const tx: StoreTx = {
+        ...inner,
+        budget(taskId) {
+          const row = knownBudget(taskId)
+          if (row) return { ...row }
+          return then(inner.budget(taskId), (read) => {
+            if (read) budgetsNow.set(taskId, { ...read })
+            return read
+          })
+        },
+        insertBudget(row) {
+          return then(inner.insertBudget(row), () => {
+            budgetsNow.set(row.taskId, { ...row })
+          })
+        },
+        updateBudget(row) {
+          return then(inner.updateBudget(row), () => {
+            // Exactly the columns the statement writes; the rest stay as read.
+            const was = knownBudget(row.taskId)
+            budgetsNow.set(
+              row.taskId,
+              was
+                ? {
+                    ...was,
+                    spent: row.spent,
+                    reserved: row.reserved,
+                    firedMask: row.firedMask,
+                    exhausted: row.exhausted,
+                    progress: row.progress,
+                    closed: row.closed,
+                    updatedAt: row.updatedAt,
+                    closedAt: row.closedAt,
+                    entryCount: row.entryCount,
+                    openHolds: row.openHolds,
+                    nextExpiryAt: row.nextExpiryAt,
+                    report: row.report,
+                  }
+                : null,
+            )
+          })
+        },
+        hold(id) {
+          const row = knownHold(id)
+          if (row) return { ...row }
+          return then(inner.hold(id), (read) => {
+            if (read) holdsNow.set(id, { ...read })
+            return read
+          })
+        },
+        insertHold(row) {
+          return then(inner.insertHold(row), () => {
+            holdsNow.set(row.id, { ...row })
+          })
+        },
+        // A settled or reopened hold is read again from the database the next time.
+        settleHold(row) {
+          holdsNow.set(row.id, null)
+          return inner.settleHold(row)
+        },
+        reopenHold(id) {
+          holdsNow.set(id, null)
+          return inner.reopenHold(id)
+        },
+      }
+
+      return {
+        tx,
+        commit() {
+          if (budgets.size + holds.size + budgetsNow.size + holdsNow.size > rowsMax) {
+            budgets.clear()
+            holds.clear()
+          }
+          for (const [taskId, row] of budgetsNow) row ? budgets.set(taskId, row) : budgets.delete(taskId)
+          for (const [id, row] of holdsNow) row ? holds.set(id, row) : holds.delete(id)
+        },
+      }
+    },
+  }
+}
