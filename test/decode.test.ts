@@ -73,4 +73,17 @@ describe('decodeSpendLog', () => {
       { numRuns: 100 },
     )
   })
+
+  test('behavior: the hook address matches in any letter case, on either side', () => {
+    fc.assert(
+      fc.property(spend, (s) => {
+        const good = rpcLog(s)
+        const decoded = decodeSpendLog(good, hook)
+        expect(decoded).toBeDefined()
+        expect(decodeSpendLog(good, getAddress(hook))).toEqual(decoded)
+        expect(decodeSpendLog({ ...good, address: getAddress(hook) }, hook)).toEqual(decoded)
+      }),
+      { numRuns: 20 },
+    )
+  })
 })

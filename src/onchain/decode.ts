@@ -42,7 +42,7 @@ const dataLength = 2 + 5 * 64
 const topicLength = 66
 
 /**
- * Decodes one `SpendRecorded` log of `hook`; returns undefined for any log that is not one
+ * Decodes one `SpendRecorded` log of `hook` (any letter case); returns undefined for any log that is not one
  * (another emitter, another event, a removed log, a malformed layout).
  *
  * @example
@@ -51,7 +51,7 @@ const topicLength = 66
  */
 export function decodeSpendLog(log: RpcLog, hook: string): SpendLog | undefined {
   if (log.removed === true) return undefined
-  if (log.address.toLowerCase() !== hook) return undefined
+  if (log.address.toLowerCase() !== hook.toLowerCase()) return undefined
   const topics = log.topics
   if (topics.length !== 4 || topics[0]?.toLowerCase() !== spendRecordedTopic) return undefined
   const data = log.data
