@@ -157,4 +157,48 @@ describe.each(storeTargets)('processes on $name', (target) => {
     expect(again).toEqual([])
     await later.destroy()
   })
+
+  test('behavior: a reader paging the journal by afterSeq while processes write misses no row', async () => {
+    const url = await guards.url()
+    const guard = await createGuard({ db: url })
+    const writers = 4
+    for (let i = 0; i < writers; i++) await guard.allocate(`pager-${i}`, { total: 10n ** 12n, ...USDC })
+    const workers = Array.from({ length: writers }, (_, i) =>
+      startWorker({ kind: 'hammer', db: url, taskId: `pager-${i}`, callers: 20, opsPerCaller: 30, seed: 11 + i * 104729 }),
+    )
+    let running = true
+    const exited = Promise.all(workers.map((w) => w.exited)).finally(() => {
+      running = false
+    })
+    // A consumer following the journal: each page starts after the last seq it has seen.
+    const seen: bigint[] = []
+    let cursor = 0n
+    const follow = async () => {
+      for (;;) {
+        const page = await guard.journal({ afterSeq: cursor, limit: 200 })
+        for (const row of page) seen.push(row.seq)
+        if (page.length > 0) cursor = (page[page.length - 1] as { seq: bigint }).seq
+        if (page.length < 200) return
+      }
+    }
+    while (running) {
+      await follow()
+      await new Promise((r) => setTimeout(r, 1))
+    }
+    const exits = await exited
+    for (const [i, w] of workers.entries()) expect(exits[i], w.stderr()).toEqual({ code: 0, signal: null })
+    await follow()
+    const all: bigint[] = []
+    for (let after = 0n; ; ) {
+      const page = await guard.journal({ afterSeq: after, limit: 1000 })
+      if (page.length === 0) break
+      for (const row of page) all.push(row.seq)
+      after = (page[page.length - 1] as { seq: bigint }).seq
+    }
+    expect(all.length).toBeGreaterThan(writers * 20 * 30 * 0.5)
+    const missed = all.filter((seq) => !seen.includes(seq))
+    expect(missed).toEqual([])
+    expect(seen).toEqual(all)
+    await guard.destroy()
+  })
 })

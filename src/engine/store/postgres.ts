@@ -4,7 +4,15 @@ import { createChainReads } from './chain-reads.ts'
 import { budgets as budgetCodec, outbox as outboxCodec } from './codec.ts'
 import { type Database as Schema, migrations } from './schema.ts'
 import { type Executor, type Params, type Raw, createStoreTx, statements } from './statements.ts'
-import type { Store, StoreTx } from './types.ts'
+import type { JournalRow, Store, StoreTx } from './types.ts'
+
+/**
+ * Journal rows are appended at the end of their transaction, under a transaction-level
+ * advisory lock of the schema held until the commit: seq values (from a sequence, which
+ * ignores transactions) then commit in seq order across processes, so a reader paging by
+ * `afterSeq` never sees a seq before a smaller one has committed.
+ */
+const journalLock = "select pg_advisory_xact_lock(hashtext('spendguard.journal.' || current_schema()))"
 
 export type PostgresStoreOptions = {
   connectionString: string
@@ -59,7 +67,20 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
       let committing = false
       try {
         await writer.query('begin')
-        const result = await fn(tx)
+        const journal: Omit<JournalRow, 'seq'>[] = []
+        const result = await fn({
+          ...tx,
+          appendJournal: (row) => {
+            journal.push(row)
+          },
+          appendJournals: (rows) => {
+            journal.push(...rows)
+          },
+        })
+        if (journal.length > 0) {
+          await query(journalLock, [])
+          await tx.appendJournals(journal)
+        }
         committing = true
         await writer.query('commit')
         return result
