@@ -241,6 +241,7 @@ export function createTracker(parameters: CreateTrackerParameters): Tracker {
       const queue = new PQueue({ concurrency: rpcConcurrency })
       type Page = { from: bigint; to: bigint; logs: SpendLog[]; header: BlockHeader }
       const inflight: Promise<Page>[] = []
+      const arrived = new Map<Promise<Page>, Page>()
       let next = start
       const schedule = () => {
         // Few pages ahead: enough to overlap fetching with applying, few enough that pages
@@ -254,20 +255,32 @@ export function createTracker(parameters: CreateTrackerParameters): Tracker {
             if (!header) throw new Error(`the node has no block ${b}`)
             return { from: a, to: b, logs, header }
           }) as Promise<Page>
-          page.catch(() => {})
+          page.then((value) => arrived.set(page, value)).catch(() => {})
           inflight.push(page)
         }
       }
       schedule()
       try {
         while (inflight.length > 0) {
-          const page = await (inflight.shift() as Promise<Page>)
-          const logs = sortLogs(page.logs)
+          const first = inflight.shift() as Promise<Page>
+          const pages = [await first]
+          arrived.delete(first)
+          // Pages that have already arrived go into the same transaction: one commit for all.
+          let logCount = (pages[0] as Page).logs.length
+          while (inflight.length > 0 && logCount < policy.targetLogs * 4) {
+            const ready = arrived.get(inflight[0] as Promise<Page>)
+            if (!ready) break
+            arrived.delete(inflight.shift() as Promise<Page>)
+            pages.push(ready)
+            logCount += ready.logs.length
+          }
+          const page = pages[pages.length - 1] as Page
+          const logs = sortLogs(pages.length === 1 ? page.logs : pages.flatMap((p) => p.logs))
           const applied = await guard.internal.submit((ctx) =>
             reconcile.applyBatch(ctx, {
               ...key,
               logs,
-              blocks: [...takePending(), blockRow(page.header)],
+              blocks: [...takePending(), ...pages.map((p) => blockRow(p.header))],
               from: cursor,
               to: { number: page.to, hash: page.header.hash },
               confirmedUpTo,
