@@ -65,10 +65,27 @@ describe.each(storeTargets)('cli on $name', (target) => {
     const journal = JSON.parse((await run('journal', '--json')).stdout) as { kind: string }[]
     expect(journal.map((j) => j.kind)).toEqual(['allocate', 'record'])
   })
+
+  test('behavior: unbind removes what bind made, once; a second unbind exits 4', async () => {
+    const db = await guards.url()
+    const run = (...args: string[]) => cli([...args, '--db', db])
+    const scope = ['--chain-id', '31337', '--hook', '0x5FbDB2315678afecb367f032d93F642f64180aa3']
+    const account = '0x00000000000000000000000000000000000000A1'
+    await run('allocate', 'agent', '--total', '5', '--asset', 'USDC', '--decimals', '6')
+    expect((await run('bind', 'agent', ...scope, '--account', account)).code).toBe(0)
+    const removed = await run('unbind', ...scope, '--account', account)
+    expect(removed).toMatchObject({ code: 0, stdout: 'unbound 0x00000000000000000000000000000000000000a1 on chain 31337\n' })
+    const again = await run('unbind', ...scope, '--account', account, '--json')
+    expect(again.code).toBe(4)
+    expect(JSON.parse(again.stdout)).toEqual({ removed: false })
+    const bad = await run('unbind', ...scope, '--account', '0x12')
+    expect(bad.code).toBe(2)
+    expect(bad.stderr).toContain('account')
+  })
 })
 
 test('behavior: --help on every command shows an example', async () => {
-  for (const command of ['allocate', 'status', 'reserve', 'capture', 'release', 'record', 'close', 'bind', 'journal', 'verify', 'sync', 'demo']) {
+  for (const command of ['allocate', 'status', 'reserve', 'capture', 'release', 'record', 'close', 'bind', 'unbind', 'journal', 'verify', 'sync', 'demo']) {
     const help = await cli([command, '--help'])
     expect(help.code, command).toBe(0)
     expect(help.stdout, command).toContain('Example')

@@ -4,7 +4,7 @@ import { type Guard, createGuard } from '../engine/guard.ts'
 import { InvalidArgumentError } from '../engine/errors.ts'
 import { defaultDbUrl } from '../engine/store/index.ts'
 import type { TaskBudget } from '../engine/types.ts'
-import { bindAccount } from '../onchain/bindings.ts'
+import { bindAccount, unbindAccount } from '../onchain/bindings.ts'
 import { amount, bar, budgetLine, errorLine, exitCodeOf, exitCodes, json, percent, table } from './format.ts'
 import { runSync } from './sync.ts'
 
@@ -222,6 +222,22 @@ export function buildProgram(): Command {
       withGuard(o, async (guard) => {
         const row = await bindAccount(guard, { chainId: Number(o.chainId), hook: o.hook }, { account: o.account, sender: o.sender, taskId, token: o.token })
         out(o.json ? json(row) : `bound ${row.account}${row.sender ? ` (sender ${row.sender})` : ''} on chain ${row.chainId} to ${taskId}, token ${row.token}`)
+      }),
+    )
+
+  common(program.command('unbind'))
+    .description('remove the binding `bind` made; later spends of the account are kept as unbound')
+    .requiredOption('--chain-id <n>', 'chain id', integer('chain-id'))
+    .requiredOption('--hook <address>', 'the SpendingHook')
+    .requiredOption('--account <address>', 'the smart account')
+    .option('--sender <address>', 'the sender the binding names, if it names one')
+    .addHelpText('after', '\nExample:\n  $ spendguard unbind --chain-id 8453 --hook 0x… --account 0x…')
+    .action(async (o: Common & { chainId: string; hook: `0x${string}`; account: `0x${string}`; sender?: `0x${string}` }) =>
+      withGuard(o, async (guard) => {
+        const removed = await unbindAccount(guard, { chainId: Number(o.chainId), hook: o.hook }, { account: o.account, sender: o.sender })
+        if (!removed) process.exitCode = exitCodes.notFound
+        const what = `${o.account.toLowerCase()}${o.sender ? ` (sender ${o.sender.toLowerCase()})` : ''} on chain ${Number(o.chainId)}`
+        out(o.json ? json({ removed }) : removed ? `unbound ${what}` : `no binding for ${what}`)
       }),
     )
 
