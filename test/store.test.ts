@@ -39,6 +39,36 @@ describe.each(storeTargets)('store schema ($name)', (target) => {
   })
 })
 
+describe.each(storeTargets)('store durability ($name)', (target) => {
+  test('default: the writer connection commits durably (SQLite synchronous=FULL, PostgreSQL synchronous_commit=on)', async () => {
+    const { url, cleanup } = await target.fresh()
+    try {
+      const guard = await createGuard({ db: url })
+      try {
+        await expect(guard.internal.store.durability()).resolves.toBe(target.name === 'sqlite' ? 'FULL' : 'on')
+      } finally {
+        await guard.destroy()
+      }
+    } finally {
+      await cleanup()
+    }
+  })
+})
+
+test('behavior: sqlite:…?synchronous=NORMAL lowers the writer connection to NORMAL', async () => {
+  const { url, cleanup } = await sqliteTarget.fresh()
+  try {
+    const guard = await createGuard({ db: `${url}?synchronous=normal` })
+    try {
+      await expect(guard.internal.store.durability()).resolves.toBe('NORMAL')
+    } finally {
+      await guard.destroy()
+    }
+  } finally {
+    await cleanup()
+  }
+})
+
 describe('store query plans (sqlite)', () => {
   test('behavior: confirming on-chain rows searches only the unconfirmed ones, not every entry of the hook', async () => {
     const { url, cleanup } = await sqliteTarget.fresh()

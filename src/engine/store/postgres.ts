@@ -144,6 +144,12 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
       )
       return rows.map((r: { task_id: string }) => r.task_id)
     },
+    async durability() {
+      // Asked on the writer's own connection, in its turn: a role or database setting applies there.
+      const run = tail.then(() => writer.query<{ synchronous_commit: string }>('show synchronous_commit'))
+      tail = run.catch(() => {})
+      return (await run).rows[0]?.synchronous_commit ?? 'unknown'
+    },
     async destroy() {
       await tail.catch(() => {})
       await writer.end().catch(() => {})

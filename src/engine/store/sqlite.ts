@@ -155,6 +155,10 @@ export async function createSqliteStore(options: SqliteStoreOptions): Promise<St
         .all(now, limit) as { task_id: string }[]
       return rows.map((r) => r.task_id)
     },
+    async durability() {
+      const level = writer.pragma('synchronous', { simple: true }) as number
+      return ['OFF', 'NORMAL', 'FULL', 'EXTRA'][level] ?? String(level)
+    },
     async destroy() {
       await db.destroy()
       writer.close()

@@ -237,5 +237,10 @@ export interface Store {
   /** Task ids having open holds that expired at or before `now`. */
   tasksWithDueHolds(now: number, limit: number): Promise<string[]>
   readonly chain: ChainReads
+  /**
+   * How durable a commit is, as the writer connection itself reports it: SQLite's
+   * `synchronous` (`FULL`, `EXTRA`, `NORMAL`, `OFF`), PostgreSQL's `synchronous_commit`.
+   */
+  durability(): Promise<string>
   destroy(): Promise<void>
 }
