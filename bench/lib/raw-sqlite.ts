@@ -185,3 +185,59 @@ export function openRawSqlite({
 
   return { run, close: () => db.close() }
 }
+
+/**
+ * A reference, not a baseline of the same work: raw better-sqlite3 on bare tables (budgets,
+ * holds, entries, journal; integer amounts, no secondary index, short ids), 100 reserve →
+ * capture pairs per transaction, WAL, synchronous=FULL. It shows what the indexes and row
+ * shapes of a real ledger cost on this disk.
+ */
+export function openBareSqlite(path: string, budgets: number): { run(warmMs: number, durationMs: number): { pairs: number; elapsedMs: number; ok: boolean }; close(): void } {
+  const db = new Database(path)
+  db.pragma('journal_mode = WAL')
+  db.pragma('synchronous = FULL')
+  db.exec(`create table if not exists budgets (task_id text primary key, total integer not null, spent integer not null, reserved integer not null);
+    create table if not exists holds (id text primary key, task_id text not null, amount integer not null, status text not null);
+    create table if not exists entries (id text primary key, task_id text not null, hold_id text, amount integer not null);
+    create table if not exists journal (seq integer primary key autoincrement, task_id text not null, kind text not null, amount integer, hold_id text, spent_after integer not null, reserved_after integer not null, at integer not null);`)
+  const addBudget = db.prepare('insert or ignore into budgets values (?, 1000000000000000, 0, 0)')
+  for (let i = 0; i < budgets; i++) addBudget.run(`b${i}`)
+  const reserveBudget = db.prepare('update budgets set reserved = reserved + ? where task_id = ? and total - spent - reserved >= ? returning spent, reserved')
+  const insertHold = db.prepare("insert into holds values (?, ?, ?, 'open')")
+  const insertJournal = db.prepare('insert into journal (task_id, kind, amount, hold_id, spent_after, reserved_after, at) values (?, ?, ?, ?, ?, ?, ?)')
+  const settleHold = db.prepare("update holds set status = 'captured' where id = ? and status = 'open'")
+  const captureBudget = db.prepare('update budgets set spent = spent + ?, reserved = reserved - ? where task_id = ? returning spent, reserved')
+  const insertEntry = db.prepare('insert into entries values (?, ?, ?, ?)')
+  const begin = db.prepare('begin immediate')
+  const commit = db.prepare('commit')
+  let n = (db.prepare('select count(*) as n from holds').get() as { n: number }).n
+  return {
+    run(warmMs, durationMs) {
+      const t0 = wallNow()
+      const countFrom = t0 + warmMs
+      const countTo = countFrom + durationMs
+      let pairs = 0
+      let ok = true
+      while (wallNow() < countTo) {
+        begin.run()
+        for (let i = 0; i < 100; i++, n++) {
+          const taskId = `b${n % budgets}`
+          const now = Date.now()
+          const a = reserveBudget.get(10, taskId, 10) as { spent: number; reserved: number } | undefined
+          if (!a) ok = false
+          insertHold.run(`h${n}`, taskId, 10)
+          insertJournal.run(taskId, 'reserve', 10, `h${n}`, a?.spent ?? 0, a?.reserved ?? 0, now)
+          if (settleHold.run(`h${n}`).changes !== 1) ok = false
+          const b = captureBudget.get(7, 10, taskId) as { spent: number; reserved: number }
+          insertEntry.run(`e${n}`, taskId, `h${n}`, 7)
+          insertJournal.run(taskId, 'capture', 7, `h${n}`, b.spent, b.reserved, now)
+        }
+        commit.run()
+        const now = wallNow()
+        if (now >= countFrom && now <= countTo) pairs += 100
+      }
+      return { pairs, elapsedMs: durationMs, ok }
+    },
+    close: () => db.close(),
+  }
+}

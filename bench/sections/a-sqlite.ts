@@ -3,7 +3,7 @@ import { scale, timed } from '../lib/config.ts'
 import { removeSqlite, sqlitePath } from '../lib/files.ts'
 import { checkLedger } from '../lib/ledger-check.ts'
 import { type PairsResult, guardPair, mergePairs, runPairs } from '../lib/pairs.ts'
-import { type RawSqliteRun, createRawSqlite, openRawSqlite } from '../lib/raw-sqlite.ts'
+import { type RawSqliteRun, createRawSqlite, openBareSqlite, openRawSqlite } from '../lib/raw-sqlite.ts'
 import { type Row, compare, correctness, ms, rate } from '../lib/report.ts'
 import { summarize, wallNow } from '../lib/stats.ts'
 
@@ -32,6 +32,9 @@ export async function sectionA(): Promise<SectionAResult> {
   const rawPath = sqlitePath('a-raw')
   await createRawSqlite(rawPath, budgetTotal)
   const raw = openRawSqlite({ path: rawPath, reserveAmount, captureAmount })
+  const barePath = sqlitePath('a-bare')
+  const bare = openBareSqlite(barePath, 1000)
+  const bareRuns: { pairs: number; elapsedMs: number; ok: boolean }[] = []
   const path = sqlitePath('a-guard')
   const guard = await createGuard({ db: `sqlite:${path}`, expirySweepMs: 3_600_000 })
   const results = new Map<number, PairsResult>()
@@ -59,6 +62,7 @@ export async function sectionA(): Promise<SectionAResult> {
       }
       const runRaw = () => {
         rawRuns.push(raw.run({ pairsPerTx, budgets: callers, warmMs, durationMs }))
+        if (callers === 1000) bareRuns.push(bare.run(warmMs, durationMs))
       }
       for (let round = 0; round < rounds; round++) {
         if (round % 2 === 0) {
@@ -112,6 +116,20 @@ export async function sectionA(): Promise<SectionAResult> {
           detail: { op, pair, baselineTx: tx },
         }),
       )
+      if (callers === 1000 && bareRuns.length > 0) {
+        const barePerSec = (bareRuns.reduce((s, b) => s + b.pairs, 0) / bareRuns.reduce((s, b) => s + b.elapsedMs, 0)) * 1000
+        rows.push(
+          compare({
+            section: 'A',
+            measure: '  1000 callers beside raw SQL on bare tables (no secondary index, integer amounts)',
+            value: pairsPerSec,
+            show: (n) => rate(n),
+            baseline: barePerSec,
+            baselineLabel: 'raw bare tables, 100 pairs/tx',
+            detail: { rounds: bareRuns.map((b) => Math.round((b.pairs / b.elapsedMs) * 1000)) },
+          }),
+        )
+      }
     }
 
     const done = [...results.values()]
@@ -128,6 +146,7 @@ export async function sectionA(): Promise<SectionAResult> {
     const problems = [...check.problems]
     if (errors > 0) problems.push(`${errors} operations failed: ${done.find((r) => r.firstError)?.firstError}`)
     for (const base of baselines.values()) if (!base.ok) problems.push(`raw baseline: ${base.problem}`)
+    if (bareRuns.some((b) => !b.ok)) problems.push('bare-table reference: a reserve was denied or a hold was not open')
     rows.push(
       correctness(
         'A',
@@ -138,9 +157,11 @@ export async function sectionA(): Promise<SectionAResult> {
     )
   } finally {
     raw.close()
+    bare.close()
     await guard.destroy()
     removeSqlite(path)
     removeSqlite(rawPath)
+    removeSqlite(barePath)
   }
   return { rows, at1000: results.get(1000) }
 }

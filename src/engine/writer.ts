@@ -123,8 +123,9 @@ export function createWriter(options: WriterOptions): Writer {
     idle = new Promise((resolve) => {
       settleIdle = resolve
     })
-    // Let the callers of this turn of the event loop join the first batch.
-    setImmediate(() => void loop())
+    // Callers of the same synchronous run join the first batch; later ones queue behind it
+    // and share the next. An idle writer starts at once rather than a turn of the event loop later.
+    queueMicrotask(() => void loop())
   }
 
   return {

@@ -7,7 +7,8 @@ import type { BudgetRow, HoldRow, MaybePromise, StoreTx } from './types.ts'
  * exactly what the database holds, without a primary-key read per operation.
  *
  * A transaction's own writes reach the cache only when it commits; a rollback leaves the
- * cache as it was. Rows go in and out as copies, so no caller can change a cached row.
+ * cache as it was. Rows go in as frozen copies and come out as they are: no caller can
+ * change a cached row (strict-mode code that tries throws).
  */
 export type RowCache = {
   clear(): void
@@ -46,15 +47,15 @@ export function createRowCache(): RowCache {
         ...inner,
         budget(taskId) {
           const row = knownBudget(taskId)
-          if (row) return { ...row }
+          if (row) return row
           return then(inner.budget(taskId), (read) => {
-            if (read) budgetsNow.set(taskId, { ...read })
+            if (read) budgetsNow.set(taskId, Object.freeze({ ...read }))
             return read
           })
         },
         insertBudget(row) {
           return then(inner.insertBudget(row), () => {
-            budgetsNow.set(row.taskId, { ...row })
+            budgetsNow.set(row.taskId, Object.freeze({ ...row }))
           })
         },
         updateBudget(row) {
@@ -64,7 +65,7 @@ export function createRowCache(): RowCache {
             budgetsNow.set(
               row.taskId,
               was
-                ? {
+                ? Object.freeze({
                     ...was,
                     spent: row.spent,
                     reserved: row.reserved,
@@ -78,22 +79,22 @@ export function createRowCache(): RowCache {
                     openHolds: row.openHolds,
                     nextExpiryAt: row.nextExpiryAt,
                     report: row.report,
-                  }
+                  })
                 : null,
             )
           })
         },
         hold(id) {
           const row = knownHold(id)
-          if (row) return { ...row }
+          if (row) return row
           return then(inner.hold(id), (read) => {
-            if (read) holdsNow.set(id, { ...read })
+            if (read) holdsNow.set(id, Object.freeze({ ...read }))
             return read
           })
         },
         insertHold(row) {
           return then(inner.insertHold(row), () => {
-            holdsNow.set(row.id, { ...row })
+            holdsNow.set(row.id, Object.freeze({ ...row }))
           })
         },
         // A settled or reopened hold is read again from the database the next time.
