@@ -14,7 +14,6 @@ export type RowCache = {
   clear(): void
   /** `tx`, reading budgets and holds through the cache; `commit()` after the database commits. */
   wrap(tx: StoreTx): { tx: StoreTx; commit(): void }
-  readonly size: number
 }
 
 /** Rows kept, at most; past it the cache starts again empty. */
@@ -29,9 +28,6 @@ export function createRowCache(): RowCache {
   const holds = new Map<string, HoldRow>()
 
   return {
-    get size() {
-      return budgets.size + holds.size
-    },
     clear() {
       budgets.clear()
       holds.clear()

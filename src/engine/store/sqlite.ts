@@ -94,13 +94,13 @@ export async function createSqliteStore(options: SqliteStoreOptions): Promise<St
         }
         throw error
       }
-      const version = dataVersion.get()
-      if (version !== seenVersion) {
-        rows.clear()
-        seenVersion = version
-      }
       const view = rows.wrap(tx)
       try {
+        const version = dataVersion.get()
+        if (version !== seenVersion) {
+          rows.clear()
+          seenVersion = version
+        }
         const result = await fn(view.tx)
         commit.run()
         view.commit()
