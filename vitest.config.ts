@@ -2,7 +2,7 @@ import { defineConfig } from 'vitest/config'
 
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts', 'src/**/*.test.ts'],
+    include: ['test/**/*.test.ts'],
     pool: 'forks',
     // Two cores: two test files at a time; the multi-process tests start their own children.
     maxWorkers: 2,

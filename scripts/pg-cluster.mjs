@@ -33,7 +33,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 
-export const DATABASE = 'spendguard_test';
+const DATABASE = 'spendguard_test';
 const STATE_FILE = 'cluster.json';
 const DATA_LINK = 'data';
 const LOG_FILE = 'server.log';
@@ -60,7 +60,7 @@ function complete(dir) {
 }
 
 /** Directory holding initdb, pg_ctl, postgres (and, normally, createdb), or null. */
-export function findBinDir() {
+function findBinDir() {
   if (process.env.PG_BINDIR) {
     return complete(process.env.PG_BINDIR) ? process.env.PG_BINDIR : null;
   }
@@ -127,10 +127,13 @@ function serverUser() {
 
 const shq = (s) => `'${String(s).replace(/'/g, `'\\''`)}'`;
 
+let hasRunuser;
+
 /** Run cmd as the server user (directly if we already are that user). */
 function runAs(user, cmd, args, opts = {}) {
   if (!user.sudo) return run(cmd, args, opts);
-  if (have('runuser')) return run('runuser', ['-u', user.name, '--', cmd, ...args], opts);
+  hasRunuser ??= have('runuser');
+  if (hasRunuser) return run('runuser', ['-u', user.name, '--', cmd, ...args], opts);
   return run('su', [user.name, '-s', '/bin/sh', '-c', [cmd, ...args].map(shq).join(' ')], opts);
 }
 

@@ -51,7 +51,7 @@ function parseArgs(argv) {
         options.noImportCallback = true
         break
       default:
-        usage(`unsupported argument ${arg} (only --version and --standard-json are implemented)`)
+        usage(`unsupported argument ${arg} (implemented: --version, --standard-json, --base-path, --include-path, --allow-paths, --no-import-callback)`)
     }
   }
   return options

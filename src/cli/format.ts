@@ -51,9 +51,14 @@ export function budgetLine(b: TaskBudget): Record<string, string> {
   }
 }
 
+/** `JSON.stringify` replacer writing bigints as decimal strings. */
+export function bigintReplacer(_key: string, value: unknown): unknown {
+  return typeof value === 'bigint' ? value.toString() : value
+}
+
 /** JSON with bigints as decimal strings. */
 export function json(value: unknown): string {
-  return JSON.stringify(value, (_, v) => (typeof v === 'bigint' ? v.toString() : v), 2)
+  return JSON.stringify(value, bigintReplacer, 2)
 }
 
 /** Exit codes of `spendguard`. */

@@ -23,7 +23,9 @@ const out = (line: string): void => {
 let errorUnits: { decimals: number; asset: string } | undefined
 
 async function withGuard<T>(options: Common, fn: (guard: Guard) => Promise<T>): Promise<T> {
-  const guard = await createGuard({ db: options.db ?? process.env.SPENDGUARD_DB ?? defaultDbUrl })
+  // Every command that opens a guard is built through `common()`, whose `--db` falls back to
+  // env SPENDGUARD_DB and then to the default URL, so `options.db` is always set here.
+  const guard = await createGuard({ db: options.db })
   try {
     return await fn(guard)
   } finally {
@@ -66,7 +68,7 @@ function showBudget(b: TaskBudget): string[] {
   return lines
 }
 
-export function buildProgram(): Command {
+function buildProgram(): Command {
   const program = new Command('spendguard')
     .description('A spending guard for AI agents that pay: task budgets, holds, an exact ledger, on-chain reconciliation.')
     .showHelpAfterError()

@@ -1,6 +1,6 @@
 import type { Guard } from '../engine/guard.ts'
 import { type SyncProgress, type SyncResult, createTracker } from '../onchain/tracker.ts'
-import { json } from './format.ts'
+import { bigintReplacer, json } from './format.ts'
 
 export type RunSyncOptions = {
   rpcUrl: string
@@ -16,9 +16,9 @@ export type RunSyncOptions = {
 
 const barWidth = 30
 
-function progressLine(p: SyncProgress, startBlock: bigint): string {
-  const total = p.toBlock - startBlock + 1n
-  const done = p.cursor - startBlock + 1n
+function progressLine(p: SyncProgress): string {
+  const total = p.toBlock - p.fromBlock + 1n
+  const done = p.cursor - p.fromBlock + 1n
   const fraction = total > 0n ? Number((done * 1000n) / total) / 1000 : 1
   const filled = Math.round(fraction * barWidth)
   const rate = p.elapsedMs > 0 ? Math.round((p.logs * 1000) / p.elapsedMs) : 0
@@ -54,14 +54,14 @@ export async function runSync(guard: Guard, o: RunSyncOptions): Promise<void> {
       if (o.json || p.phase !== 'backfill') return
       const now = Date.now()
       if (tty) {
-        if (now - lastDraw > 100 || p.cursor === p.toBlock) process.stderr.write(`\r${progressLine(p, p.fromBlock)}`)
-      } else if (now - lastDraw > 2_000) process.stderr.write(`${progressLine(p, p.fromBlock)}\n`)
+        if (now - lastDraw > 100 || p.cursor === p.toBlock) process.stderr.write(`\r${progressLine(p)}`)
+      } else if (now - lastDraw > 2_000) process.stderr.write(`${progressLine(p)}\n`)
       lastDraw = now
     },
     onSync: (r) => {
       if (tty && lastDraw) process.stderr.write('\n')
       lastDraw = 0
-      process.stdout.write(`${o.json ? JSON.stringify(JSON.parse(json(r))) : summary(r)}\n`)
+      process.stdout.write(`${o.json ? JSON.stringify(r, bigintReplacer) : summary(r)}\n`)
     },
     onError: (error) => process.stderr.write(`sync: ${(error as Error).message.split('\n')[0]}\n`),
   })

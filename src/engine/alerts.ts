@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises'
 import PQueue from 'p-queue'
 import type { OutboxRow, Store } from './store/types.ts'
 import type { GuardEventName, GuardEvents } from './types.ts'
@@ -23,8 +24,6 @@ export type DispatcherOptions = {
   concurrency?: number
   /** Attempts per handler and event, at most. */
   attemptsMax?: number
-  /** First retry delay; doubles per attempt. */
-  retryDelayMs?: number
   /** How often undelivered rows are looked for. */
   sweepIntervalMs?: number
   /** Reports a handler that failed every attempt. */
@@ -37,20 +36,19 @@ export type Dispatcher = {
   leaseFor(kind: string): number | null
   /** Delivers rows this process just committed. */
   committed(rows: OutboxRow[]): void
-  /** Claims and delivers undelivered rows now. */
-  sweep(): Promise<number>
   /** Resolves when no delivery is pending. */
   idle(): Promise<void>
   close(): Promise<void>
 }
 
 const sweepBatchMax = 256
+/** First retry delay of a failing handler; doubles per attempt. */
+const retryDelayMs = 50
 
 export function createDispatcher(options: DispatcherOptions): Dispatcher {
   const { store, clock } = options
   const leaseMs = options.leaseMs ?? 10_000
   const attemptsMax = options.attemptsMax ?? 5
-  const retryDelayMs = options.retryDelayMs ?? 50
   const queue = new PQueue({ concurrency: options.concurrency ?? 8 })
   const handlers = new Map<string, Set<(event: unknown) => unknown>>()
   const delivered: string[] = []
@@ -123,6 +121,11 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
     setImmediate(() => void sweep().catch(() => {}))
   }
 
+  async function idle(): Promise<void> {
+    await queue.onIdle()
+    while (flushing) await flushing
+  }
+
   return {
     on(kind, handler) {
       let set = handlers.get(kind)
@@ -141,31 +144,20 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
     committed(rows) {
       for (const row of rows) if (row.leaseUntil !== null) deliver(row)
     },
-    sweep,
-    async idle() {
-      await queue.onIdle()
-      while (flushing) await flushing
-    },
+    idle,
     async close() {
       if (sweepTimer) clearInterval(sweepTimer)
       await sweeping?.catch(() => {})
-      await queue.onIdle()
-      while (flushing) await flushing
+      await idle()
       closed = true
     },
   }
 }
 
 /** Turns a stored outbox row into the event its listeners receive. */
-export function decode(row: OutboxRow): unknown {
+function decode(row: OutboxRow): unknown {
   const raw = JSON.parse(row.payload) as Record<string, unknown>
   const amounts = ['spent', 'total', 'reserved', 'overspent', 'amount']
   for (const key of amounts) if (typeof raw[key] === 'string') raw[key] = BigInt(raw[key] as string)
-  if (raw.chain && typeof raw.chain === 'object') {
-    const chain = raw.chain as Record<string, unknown>
-    chain.blockNumber = BigInt(chain.blockNumber as string)
-  }
   return raw
 }
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))

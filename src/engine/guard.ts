@@ -165,7 +165,9 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
       let expired = 0
       for (;;) {
         const tasks = await store.tasksWithDueHolds(clock(), expirySweepTasksMax)
-        for (const taskId of tasks) expired += await submit((ctx) => rules.expireTask(ctx, taskId), taskId)
+        // Submitted together, the tasks' expiries share the writer's transactions.
+        const counts = await Promise.all(tasks.map((taskId) => submit((ctx) => rules.expireTask(ctx, taskId), taskId)))
+        for (const n of counts) expired += n
         if (tasks.length < expirySweepTasksMax) return expired
       }
     })().finally(() => {
@@ -203,9 +205,10 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
     taskId: string,
     amount: bigint,
     extra: { peer?: string | null; tool?: string | null } = {},
+    row?: BudgetRow,
   ): Promise<{ allow: true } | { allow: false; reason: string }> {
     if (!riskAssessor) return { allow: true }
-    const budget = toBudget(await current(taskId))
+    const budget = toBudget(row ?? (await current(taskId)))
     const decision = await riskAssessor({
       operation,
       taskId,
@@ -247,7 +250,7 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
       if (b.closed) return { allowed: false, reason: 'closed', remaining }
       if (b.hardLimit && amount > remaining)
         return { allowed: false, reason: remaining === 0n ? 'exhausted' : 'exceeded', remaining }
-      const risk = await assess('check', taskId, amount)
+      const risk = await assess('check', taskId, amount, {}, b)
       if (!risk.allow) return { allowed: false, reason: 'risk', detail: risk.reason, remaining }
       return { allowed: true, remaining }
     },
@@ -411,8 +414,8 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
       const hold = await guard.reserve(taskId, maxAmount, { key: o.key })
       if (hold.status === 'captured' && hold.entryId) {
         // A retry of a payment that already settled: answer with its entry, pay nothing.
-        const prior = (await guard.entries(taskId)).find((e) => e.id === hold.entryId)
-        if (prior) return prior
+        const prior = await store.db.selectFrom('entries').selectAll().where('id', '=', hold.entryId).executeTakeFirst()
+        if (prior) return toEntry(entryCodec.decode(prior))
       }
       if (hold.status !== 'open') throw new HoldNotOpenError({ holdId: hold.id, status: hold.status })
       let result: PayResult

@@ -187,8 +187,18 @@ async function loadBudgetAsOfNow(ctx: RuleContext, taskId: string): Promise<{ bu
   return { budget: b, expired: false }
 }
 
+/** The earlier of two expiry times; null is "never". */
+const earliest = (a: number | null, b: number | null): number | null => (a === null ? b : b === null ? a : Math.min(a, b))
+
 function assertOpen(b: BudgetRow): void {
   if (b.closed) throw new BudgetClosedError({ taskId: b.taskId, closedAt: b.closedAt ?? undefined })
+}
+
+/** A new spend of `amount` on `b`: refused on a closed budget, and past `remaining` under a hard limit. */
+function assertSpendable(b: BudgetRow, amount: bigint): void {
+  assertOpen(b)
+  const { remaining } = balance(b)
+  if (b.hardLimit && amount > remaining) throw new BudgetExceededError({ taskId: b.taskId, requested: amount, remaining })
 }
 
 type Change = {
@@ -239,7 +249,7 @@ function transition(ctx: RuleContext, before: BudgetRow, after: BudgetRow, chang
   }
 }
 
-export function chainJson(chain: ChainPosition) {
+function chainJson(chain: ChainPosition) {
   return { ...chain, blockNumber: chain.blockNumber.toString() }
 }
 
@@ -336,10 +346,7 @@ export async function reserve(ctx: RuleContext, input: ReserveInput): Promise<Ho
     }
   }
   const b = await loadBudget(ctx, input.taskId)
-  assertOpen(b)
-  const { remaining } = balance(b)
-  if (b.hardLimit && input.amount > remaining)
-    throw new BudgetExceededError({ taskId: b.taskId, requested: input.amount, remaining })
+  assertSpendable(b, input.amount)
   if (input.ref !== null && (await ctx.tx.holdByRef(input.ref)))
     throw new IdempotencyConflictError({ key: input.ref, differences: ['ref: already carried by another hold'] })
 
@@ -364,8 +371,7 @@ export async function reserve(ctx: RuleContext, input: ReserveInput): Promise<Ho
     ...b,
     reserved: b.reserved + input.amount,
     openHolds: b.openHolds + 1,
-    nextExpiryAt:
-      expiresAt === null ? b.nextExpiryAt : b.nextExpiryAt === null ? expiresAt : Math.min(b.nextExpiryAt, expiresAt),
+    nextExpiryAt: earliest(b.nextExpiryAt, expiresAt),
   }
   await apply(ctx, b, after, { kind: 'reserve', amount: input.amount, holdId: hold.id })
   return hold
@@ -410,7 +416,7 @@ export async function capture(
   invariant(!b.closed, `open hold ${hold.id} on closed budget ${b.taskId}`)
   const extra = input.amount - hold.amount
   const { remaining } = balance(b)
-  if (b.hardLimit && extra > 0n && extra > remaining)
+  if (b.hardLimit && extra > remaining)
     throw new BudgetExceededError({ taskId: b.taskId, requested: input.amount, remaining: remaining + hold.amount })
   if (input.entryId !== null && (await ctx.tx.entry(input.entryId)))
     throw new IdempotencyConflictError({ key: input.entryId, differences: ['id: already used by another entry'] })
@@ -502,12 +508,12 @@ async function settleRelease(
 }
 
 /** Expires the budget's open holds whose time has come; returns the budget after. */
-export async function expireDue(ctx: RuleContext, budget: BudgetRow): Promise<BudgetRow> {
+async function expireDue(ctx: RuleContext, budget: BudgetRow): Promise<BudgetRow> {
   let b = budget
   const due = await ctx.tx.dueHolds(b.taskId, ctx.now)
   for (const hold of due) b = (await settleRelease(ctx, b, hold, 'expired')).budget
   const next = b.openHolds === 0 ? null : (await ctx.tx.openHolds(b.taskId)).reduce<number | null>(
-    (min, h) => (h.expiresAt === null ? min : min === null ? h.expiresAt : Math.min(min, h.expiresAt)),
+    (min, h) => earliest(min, h.expiresAt),
     null,
   )
   if (next !== b.nextExpiryAt) {
@@ -543,10 +549,7 @@ export async function record(ctx: RuleContext, input: RecordInput): Promise<Entr
     }
   }
   const b = await loadBudget(ctx, input.taskId)
-  assertOpen(b)
-  const { remaining } = balance(b)
-  if (b.hardLimit && input.amount > remaining)
-    throw new BudgetExceededError({ taskId: b.taskId, requested: input.amount, remaining })
+  assertSpendable(b, input.amount)
   const entry: EntryRow = {
     id: input.id ?? newId('entry'),
     taskId: b.taskId,
@@ -604,7 +607,7 @@ export async function close(ctx: RuleContext, taskId: string): Promise<BudgetRep
   return report
 }
 
-export function parseReport(text: string): BudgetReport {
+function parseReport(text: string): BudgetReport {
   const raw = JSON.parse(text) as Record<string, unknown>
   return {
     taskId: raw.taskId as string,
@@ -789,8 +792,7 @@ export async function revertChainSpend(ctx: RuleContext, entryId: string): Promi
       invariant(changed === 1, `reopening hold ${hold.id} changed ${changed} rows`)
       after.reserved = b.reserved + hold.amount
       after.openHolds = b.openHolds + 1
-      if (hold.expiresAt !== null)
-        after.nextExpiryAt = b.nextExpiryAt === null ? hold.expiresAt : Math.min(b.nextExpiryAt, hold.expiresAt)
+      after.nextExpiryAt = earliest(b.nextExpiryAt, hold.expiresAt)
     }
   }
   await apply(ctx, b, after, {

@@ -81,7 +81,6 @@ export type JournalKind =
   | 'reconcile'
   | 'close'
   | 'revert'
-  | 'confirm'
   | 'progress'
 
 export type JournalEntry = {

@@ -138,10 +138,6 @@ function checkBudget(
   if (entryCount !== b.entryCount) report(`${t}: entryCount ${b.entryCount}, entries table has ${entryCount} live`)
   if (entrySum !== b.spent) report(`${t}: spent ${b.spent}, live entries add up to ${entrySum}`)
   if (b.spent < 0n || b.reserved < 0n) report(`${t}: negative balance`)
-  const free = b.total - b.spent - b.reserved
-  const remaining = free > 0n ? free : 0n
-  const overspent = free < 0n ? -free : 0n
-  if (b.spent + b.reserved + remaining - overspent !== b.total) report(`${t}: spent + reserved + remaining − overspent ≠ total`)
 }
 
 async function groupHolds(store: Store) {

@@ -128,7 +128,7 @@ export function createWriter(options: WriterOptions): Writer {
     queueMicrotask(() => void loop())
   }
 
-  return {
+  const writer: Writer = {
     async submit<T>(op: Operation<T>, taskId?: string): Promise<T> {
       if (closed) throw new GuardDestroyedError()
       while (queue.length >= queueMax) await new Promise<void>((resolve) => roomWaiters.push(resolve))
@@ -140,10 +140,11 @@ export function createWriter(options: WriterOptions): Writer {
     async drain() {
       while (running || queue.length > 0) await idle
     },
-    async close() {
+    close() {
       closed = true
-      while (running || queue.length > 0) await idle
+      return writer.drain()
     },
     stats: () => ({ ...stats }),
   }
+  return writer
 }

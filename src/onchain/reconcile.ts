@@ -127,7 +127,7 @@ export type Rollback = ChainKey & { expected: Cursor; ancestor: Cursor }
  * Undoes every log above `ancestor` (newest first): their spends leave the budgets,
  * captured holds open again, thresholds re-arm. The cursor moves back to the ancestor.
  */
-export async function rollback(ctx: rules.RuleContext, r: Rollback): Promise<{ reverted: number; removed: number }> {
+export async function rollback(ctx: rules.RuleContext, r: Rollback): Promise<{ reverted: number }> {
   const { chainId, hook } = r
   const stored = await ctx.tx.chain.cursor(chainId, hook)
   if (!sameCursor(r.expected, stored)) throw new CursorMovedError()
@@ -135,8 +135,6 @@ export async function rollback(ctx: rules.RuleContext, r: Rollback): Promise<{ r
   // Newest first: each spend leaves its budget, a hold it captured opens again.
   const orphaned = await ctx.tx.chain.entriesFrom(chainId, hook, r.ancestor.number + 1n)
   for (const entry of orphaned) await rules.revertChainSpend(ctx, entry.id)
-  const reverted = orphaned.length
-  const kept = await ctx.tx.chain.logsFrom(chainId, hook, r.ancestor.number + 1n)
   await ctx.tx.chain.deleteLogsFrom(chainId, hook, r.ancestor.number + 1n)
   await ctx.tx.chain.deleteBlocksFrom(chainId, hook, r.ancestor.number + 1n)
   await ctx.tx.chain.saveCursor({
@@ -146,7 +144,7 @@ export async function rollback(ctx: rules.RuleContext, r: Rollback): Promise<{ r
     blockHash: r.ancestor.hash,
     updatedAt: ctx.now,
   })
-  return { reverted, removed: orphaned.length + kept.length }
+  return { reverted: orphaned.length }
 }
 
 export async function saveBinding(ctx: rules.RuleContext, row: BindingRow): Promise<BindingRow> {

@@ -1,5 +1,5 @@
 import PQueue from 'p-queue'
-import { type PublicClient, getAddress, isAddress } from 'viem'
+import { type PublicClient, getAddress } from 'viem'
 import type { Guard } from '../engine/guard.ts'
 import { InvalidArgumentError } from '../engine/errors.ts'
 import type { BindingRow, ChainBlockRow, ChainLogRow } from '../engine/store/types.ts'
@@ -8,7 +8,7 @@ export type { BindParameters } from './bindings.ts'
 import { type SpendLog, decodeSpendLog, spendRecordedTopic } from './decode.ts'
 import { ChainMismatchError, CursorMovedError, ReorgTooDeepError } from './errors.ts'
 import { type PagePolicy, defaultPagePolicy, grow, isRangeError, shrink } from './range.ts'
-import { type BindParameters, type ChainScope, bindAccount, listBindings, unbindAccount } from './bindings.ts'
+import { type BindParameters, type ChainScope, assertScope, bindAccount, listBindings, unbindAccount } from './bindings.ts'
 import * as reconcile from './reconcile.ts'
 import { type BlockHeader, type RpcOptions, createRpcClient, getChainId, getHeader, getRawLogs } from './rpc.ts'
 
@@ -116,10 +116,7 @@ export function createTracker(parameters: CreateTrackerParameters): Tracker {
   const p = parameters
   if (!p || typeof p !== 'object') throw new InvalidArgumentError({ argument: 'parameters', value: p, reason: 'an object' })
   const guard = p.guard
-  if (!Number.isSafeInteger(p.chainId) || p.chainId <= 0)
-    throw new InvalidArgumentError({ argument: 'chainId', value: p.chainId, reason: 'a positive integer' })
-  if (typeof p.hook !== 'string' || !isAddress(p.hook, { strict: false }))
-    throw new InvalidArgumentError({ argument: 'hook', value: p.hook, reason: 'an address' })
+  assertScope({ chainId: p.chainId, hook: p.hook })
   const hook = p.hook.toLowerCase() as `0x${string}`
   const chainId = p.chainId
   const fromBlock = p.fromBlock ?? 0n
@@ -134,7 +131,6 @@ export function createTracker(parameters: CreateTrackerParameters): Tracker {
   if (!p.client && !p.rpcUrl) throw new InvalidArgumentError({ argument: 'rpcUrl', value: p.rpcUrl, reason: 'an RPC URL or a client' })
   const client = p.client ?? createRpcClient(p.rpcUrl as string, { timeoutMs: p.rpcTimeoutMs })
   const store = guard.internal.store
-  const key = { chainId, hook }
   const scope: ChainScope = { chainId, hook }
 
   let pageBlocks = policy.initialBlocks
@@ -278,7 +274,7 @@ export function createTracker(parameters: CreateTrackerParameters): Tracker {
           const logs = sortLogs(pages.length === 1 ? page.logs : pages.flatMap((p) => p.logs))
           const applied = await guard.internal.submit((ctx) =>
             reconcile.applyBatch(ctx, {
-              ...key,
+              ...scope,
               logs,
               blocks: [...takePending(), ...pages.map((p) => blockRow(p.header))],
               from: cursor,
@@ -321,7 +317,7 @@ export function createTracker(parameters: CreateTrackerParameters): Tracker {
     const blocks: ChainBlockRow[] = [...takePending(), ...headers.map((h) => blockRow(h as BlockHeader))]
     const applied = await guard.internal.submit((ctx) =>
       reconcile.applyBatch(ctx, {
-        ...key,
+        ...scope,
         logs,
         blocks,
         from: cursor,
@@ -352,7 +348,7 @@ export function createTracker(parameters: CreateTrackerParameters): Tracker {
       throw new ReorgTooDeepError({ chainId, oldestKnown: oldest, reorgDepthMax })
     }
     const rolled = await guard.internal.submit((ctx) =>
-      reconcile.rollback(ctx, { ...key, expected: cursor, ancestor: ancestor as reconcile.Cursor }),
+      reconcile.rollback(ctx, { ...scope, expected: cursor, ancestor: ancestor as reconcile.Cursor }),
     )
     result.reorgs++
     result.reverted += rolled.reverted

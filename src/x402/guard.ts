@@ -8,19 +8,13 @@ import type {
 } from '@x402/core/client'
 import type { PaymentPayload, PaymentRequirements, SettleResponse } from '@x402/core/types'
 import { wrapFetchWithPayment } from '@x402/fetch'
-import { type PublicClient, isAddress, isHash } from 'viem'
+import { type PublicClient, isAddress, isAddressEqual } from 'viem'
 import { HoldNotOpenError, InvalidAmountError, InvalidArgumentError } from '../engine/errors.ts'
 import type { Guard } from '../engine/guard.ts'
 import type { Hold, SpendEntry } from '../engine/types.ts'
 import { assertId, optionalText, optionalTtlMs } from '../engine/validate.ts'
 import { X402AssetNotAllowedError, X402VersionNotSupportedError } from './errors.ts'
-import {
-  type SettledAmountSource,
-  parseAtomicAmount,
-  receiptTransferAmount,
-  settledAmount,
-  signedAuthorization,
-} from './settled.ts'
+import { type SettledAmountSource, loose, parseAtomicAmount, settledAmount, settlementReceiptAmount } from './settled.ts'
 
 /** A `fetch`-shaped function, such as the one `wrapFetchWithPayment` of `@x402/fetch` returns. */
 export type FetchLike = (input: string | URL | Request, init?: RequestInit) => Promise<Response>
@@ -86,7 +80,11 @@ export type X402Guard = {
   wrapFetch(paidFetch: FetchLike): FetchLike
 }
 
-type PaymentState = 'reserved' | 'signed' | 'settling' | 'done'
+/**
+ * `reserved` (not signed yet), `signed` (waiting for its response), then `closed`: its response
+ * came (or it is being released), and nothing else may capture or release its hold.
+ */
+type PaymentState = 'reserved' | 'signed' | 'closed'
 
 type Payment = {
   hold: Hold
@@ -101,9 +99,6 @@ type Call = { payments: Payment[]; refusal?: unknown }
 
 const settlementPendingReason = 'settlement_pending'
 const caip2Pattern = /^[-a-z0-9]{3,8}:[-_a-zA-Z0-9]{1,32}$/
-const evmAddressPattern = /^0x[0-9a-fA-F]{40}$/
-/** Accepts addresses in any case (a checksum is not required). */
-const loose = { strict: false } as const
 
 /** Clients some adapter guards: a second adapter would reserve every payment twice. */
 const guardedClients = new WeakSet<object>()
@@ -237,7 +232,7 @@ export function createX402Guard(parameters: CreateX402GuardParameters): X402Guar
     const payment = signedByPayload.get(context.paymentPayload)
     if (!payment || payment.state !== 'signed') return
     signedByPayload.delete(context.paymentPayload)
-    payment.state = 'settling'
+    payment.state = 'closed'
     const settlement = context.settleResponse
     if (settlement?.success === true) await capture(payment, context.paymentPayload, settlement)
     else if (settlement?.errorReason === settlementPendingReason && settlement.transaction)
@@ -254,51 +249,42 @@ export function createX402Guard(parameters: CreateX402GuardParameters): X402Guar
       publicClient: payment.asset.publicClient,
       receiptTimeoutMs,
     })
-    if (settled.amount === 0n) {
-      await release(payment, `settlement ${settlement.transaction} moved nothing to ${payment.requirements.payTo}`, settlement)
-      return
-    }
     await spend(payment, settled.amount, settled.source, settlement)
   }
 
+  /** Captures what a settlement moved, or releases the hold when the evidence says it moved nothing. */
   async function spend(payment: Payment, amount: bigint, amountSource: SettledAmountSource, settlement: SettleResponse): Promise<void> {
+    if (amount === 0n) {
+      await release(payment, `settlement ${settlement.transaction} moved nothing to ${payment.requirements.payTo}`, settlement)
+      return
+    }
     const entry = await guard.capture(payment.hold.id, amount, {
       peer: peerOf(payment.resource),
       tool,
       reason: `x402 ${payment.requirements.scheme} settlement ${settlement.transaction} on ${settlement.network}`,
     })
-    payment.state = 'done'
     emit({ type: 'captured', hold: payment.hold, entry, settlement, amountSource })
   }
 
   /** A broadcast settlement the facilitator could not confirm: ask the chain, if a client was given. */
   async function resolvePending(payment: Payment, payload: PaymentPayload, settlement: SettleResponse): Promise<void> {
-    const client = payment.asset.publicClient
-    const from = settlement.payer ?? signedAuthorization(payload.payload).from
-    const { asset, payTo } = payment.requirements
-    if (client && from !== undefined && isAddress(from, loose) && isAddress(asset, loose) && isAddress(payTo, loose) && isHash(settlement.transaction)) {
-      let moved: bigint | undefined
-      try {
-        moved = await receiptTransferAmount(client, { transaction: settlement.transaction, asset, from, to: payTo, timeoutMs: receiptTimeoutMs })
-      } catch {
-        moved = undefined // no receipt in time: still unknown
-      }
-      if (moved === 0n) {
-        await release(payment, `settlement ${settlement.transaction} moved nothing to ${payTo}`, settlement)
-        return
-      }
-      if (moved !== undefined) {
-        await spend(payment, moved, 'receipt', settlement)
-        return
-      }
+    const moved = await settlementReceiptAmount({
+      settlement,
+      payload,
+      requirements: payment.requirements,
+      publicClient: payment.asset.publicClient,
+      receiptTimeoutMs,
+    })
+    if (moved !== undefined) {
+      await spend(payment, moved, 'receipt', settlement)
+      return
     }
     // Money may have moved: the hold stays reserved (until its TTL, if any) rather than be freed.
-    payment.state = 'done'
     emit({ type: 'unresolved', hold: payment.hold, settlement })
   }
 
   async function release(payment: Payment, reason: string, settlement?: SettleResponse): Promise<void> {
-    payment.state = 'settling'
+    payment.state = 'closed'
     let hold: Hold
     try {
       hold = await guard.release(payment.hold.id)
@@ -307,7 +293,6 @@ export function createX402Guard(parameters: CreateX402GuardParameters): X402Guar
       if (!(error instanceof HoldNotOpenError) || error.status !== 'expired') throw error
       hold = { ...payment.hold, status: 'expired' }
     }
-    payment.state = 'done'
     emit({ type: 'released', hold, reason, settlement })
   }
 
@@ -413,7 +398,7 @@ function validate(parameters: CreateX402GuardParameters): CreateX402GuardParamet
 
 /** EVM addresses compare case-insensitively; other networks' token ids (base58) exactly. */
 function sameAsset(a: string, b: string): boolean {
-  return evmAddressPattern.test(a) && evmAddressPattern.test(b) ? a.toLowerCase() === b.toLowerCase() : a === b
+  return isAddress(a, loose) && isAddress(b, loose) ? isAddressEqual(a, b) : a === b
 }
 
 function peerOf(resource: string | undefined): string | undefined {

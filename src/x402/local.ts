@@ -33,12 +33,9 @@ export type FacilitatorMode = 'settle' | 'fail' | 'unconfirmed'
 
 export type LocalFacilitator = {
   url: string
-  address: Address
   mode: FacilitatorMode
   /** Requests served, by endpoint. */
-  requests: { supported: number; verify: number; settle: number }
-  /** Every settlement answered, in order. */
-  settlements: SettleResponse[]
+  requests: { verify: number; settle: number }
   stop(): Promise<void>
 }
 
@@ -102,10 +99,8 @@ export async function startFacilitator({
 
   const state: LocalFacilitator = {
     url: '',
-    address: account.address,
     mode: 'settle',
-    requests: { supported: 0, verify: 0, settle: 0 },
-    settlements: [],
+    requests: { verify: 0, settle: 0 },
     stop: async () => {},
   }
 
@@ -131,7 +126,6 @@ export async function startFacilitator({
     void (async () => {
       try {
         if (request.method === 'GET' && request.url === '/supported') {
-          state.requests.supported++
           sendJson(response, 200, facilitator.getSupported())
           return
         }
@@ -142,9 +136,7 @@ export async function startFacilitator({
             sendJson(response, 200, await facilitator.verify(body.paymentPayload, body.paymentRequirements))
           } else {
             state.requests.settle++
-            const result = await settle(body.paymentPayload, body.paymentRequirements)
-            state.settlements.push(result)
-            sendJson(response, 200, result)
+            sendJson(response, 200, await settle(body.paymentPayload, body.paymentRequirements))
           }
           return
         }
@@ -174,8 +166,6 @@ export type ResourceServerParameters = {
 
 export type LocalResourceServer = {
   url: string
-  /** Requests that reached the paid handlers (after verification). */
-  served: number
   stop(): Promise<void>
 }
 
@@ -195,7 +185,7 @@ export async function startResourceServer(parameters: ResourceServerParameters):
     price: { amount: price.toString(), asset, extra: { name: domain.name, version: domain.version } },
     maxTimeoutSeconds: 120,
   }
-  const state: LocalResourceServer = { url: '', served: 0, stop: async () => {} }
+  const state: LocalResourceServer = { url: '', stop: async () => {} }
   const app = new Hono()
   app.use(
     paymentMiddleware(
@@ -206,10 +196,7 @@ export async function startResourceServer(parameters: ResourceServerParameters):
       resourceServer,
     ),
   )
-  app.get('/paid', (c) => {
-    state.served++
-    return c.json({ answer: 42 })
-  })
+  app.get('/paid', (c) => c.json({ answer: 42 }))
   app.get('/drop', (c) => c.json({ answer: 0 }))
 
   const listener = getRequestListener(app.fetch)

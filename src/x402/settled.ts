@@ -19,10 +19,10 @@ export type SettledAmountSource = 'response' | 'receipt' | 'authorization' | 're
 export type SettledAmount = { amount: bigint; source: SettledAmountSource }
 
 /** Accepts addresses in any case (a checksum is not required). */
-const loose = { strict: false } as const
+export const loose = { strict: false } as const
 
 /** How long to wait for a settlement transaction's receipt by default. */
-export const receiptTimeoutMsDefault = 30_000
+const receiptTimeoutMsDefault = 30_000
 
 const transferEvent = [
   {
@@ -125,6 +125,38 @@ export type SettledAmountParameters = {
 }
 
 /**
+ * What the settlement's transaction moved of `requirements.asset` from the payer (the
+ * settlement's `payer`, else the payload's signer) to `requirements.payTo`, read from its receipt
+ * (see {@link receiptTransferAmount}). `undefined` when it cannot be read: no client, no
+ * transaction hash or payer, a non-EVM asset or payee, or no receipt in time (or the RPC failed).
+ */
+export async function settlementReceiptAmount(parameters: Omit<SettledAmountParameters, 'reserved'>): Promise<bigint | undefined> {
+  const { settlement, requirements, publicClient } = parameters
+  const payer = settlement.payer ?? signedAuthorization(parameters.payload.payload).from
+  const transaction = settlement.transaction
+  if (
+    !publicClient ||
+    !isHash(transaction) ||
+    payer === undefined ||
+    !isAddress(payer, loose) ||
+    !isAddress(requirements.asset, loose) ||
+    !isAddress(requirements.payTo, loose)
+  )
+    return undefined
+  try {
+    return await receiptTransferAmount(publicClient, {
+      transaction,
+      asset: requirements.asset,
+      from: payer,
+      to: requirements.payTo,
+      timeoutMs: parameters.receiptTimeoutMs,
+    })
+  } catch {
+    return undefined
+  }
+}
+
+/**
  * The amount a successful settlement moved, and how it is known (see {@link SettledAmountSource}).
  * An amount of 0 means the evidence says nothing moved (a reverted transaction, or no matching
  * transfer in it). When the receipt cannot be read in time, the next source is used.
@@ -139,31 +171,11 @@ export async function settledAmount(parameters: SettledAmountParameters): Promis
   const reported = parseAtomicAmount(settlement.amount)
   if (reported !== undefined) return { amount: reported, source: 'response' }
 
-  const signed = signedAuthorization(payload.payload)
-  const payer = settlement.payer ?? signed.from
-  const transaction = settlement.transaction
-  if (
-    parameters.publicClient &&
-    isHash(transaction) &&
-    payer !== undefined &&
-    isAddress(payer, loose) &&
-    isAddress(requirements.asset, loose) &&
-    isAddress(requirements.payTo, loose)
-  ) {
-    try {
-      const amount = await receiptTransferAmount(parameters.publicClient, {
-        transaction,
-        asset: requirements.asset,
-        from: payer,
-        to: requirements.payTo,
-        timeoutMs: parameters.receiptTimeoutMs,
-      })
-      return { amount, source: 'receipt' }
-    } catch {
-      // No receipt in time (or the RPC failed): the settlement succeeded, so fall back to what was signed.
-    }
-  }
+  const moved = await settlementReceiptAmount(parameters)
+  if (moved !== undefined) return { amount: moved, source: 'receipt' }
 
-  if (requirements.scheme === 'exact' && signed.value !== undefined) return { amount: signed.value, source: 'authorization' }
+  // No receipt (or none in time): the settlement succeeded, so fall back to what was signed.
+  const signed = signedAuthorization(payload.payload).value
+  if (requirements.scheme === 'exact' && signed !== undefined) return { amount: signed, source: 'authorization' }
   return { amount: parameters.reserved, source: 'reserved' }
 }

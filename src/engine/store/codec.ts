@@ -107,6 +107,27 @@ export const budgets: TableCodec<BudgetRow> = {
   }),
 }
 
+/**
+ * The budget fields a change writes, with their columns; the others are fixed when the
+ * budget is allocated. The update statement and the writer's row cache both follow it.
+ */
+export const budgetChanges = {
+  spent: 'spent',
+  reserved: 'reserved',
+  firedMask: 'fired_mask',
+  exhausted: 'exhausted',
+  progress: 'progress',
+  closed: 'closed',
+  updatedAt: 'updated_at',
+  closedAt: 'closed_at',
+  entryCount: 'entry_count',
+  openHolds: 'open_holds',
+  nextExpiryAt: 'next_expiry_at',
+  report: 'report',
+} as const satisfies Partial<Record<keyof BudgetRow, string>>
+
+export type BudgetChange = keyof typeof budgetChanges
+
 export const holds: TableCodec<HoldRow> = {
   table: 'holds',
   columns: [

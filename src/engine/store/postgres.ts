@@ -1,8 +1,10 @@
+import { setTimeout as sleep } from 'node:timers/promises'
 import { Kysely, Migrator, PostgresDialect, sql } from 'kysely'
 import pg from 'pg'
 import { createChainReads } from './chain-reads.ts'
 import { budgets as budgetCodec, outbox as outboxCodec } from './codec.ts'
 import { type Database as Schema, migrations } from './schema.ts'
+import { serial } from './serial.ts'
 import { type Executor, type Params, type Raw, createStoreTx, statements } from './statements.ts'
 import type { JournalRow, Store, StoreTx } from './types.ts'
 
@@ -60,7 +62,8 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
   }
   const tx: StoreTx = createStoreTx('postgres', exec)
   const readBudget = statements('postgres').readBudget
-  let tail: Promise<unknown> = Promise.resolve()
+  // One writer connection: its transactions and queries take turns.
+  const inTurn = serial()
 
   async function runTransaction<T>(fn: (tx: StoreTx) => Promise<T>): Promise<T> {
     for (let attempt = 0; ; attempt++) {
@@ -113,11 +116,7 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
     dialect: 'postgres',
     db,
     chain: createChainReads(db),
-    transaction(fn) {
-      const run = tail.then(() => runTransaction(fn))
-      tail = run.catch(() => {})
-      return run
-    },
+    transaction: (fn) => inTurn(() => runTransaction(fn)),
     async readBudget(taskId) {
       const { rows } = await pool.query({ name: 'readBudget', text: readBudget, values: [taskId] })
       return rows[0] === undefined ? undefined : budgetCodec.decode(rows[0] as Raw)
@@ -146,12 +145,11 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
     },
     async durability() {
       // Asked on the writer's own connection, in its turn: a role or database setting applies there.
-      const run = tail.then(() => writer.query<{ synchronous_commit: string }>('show synchronous_commit'))
-      tail = run.catch(() => {})
-      return (await run).rows[0]?.synchronous_commit ?? 'unknown'
+      const { rows } = await inTurn(() => writer.query<{ synchronous_commit: string }>('show synchronous_commit'))
+      return rows[0]?.synchronous_commit ?? 'unknown'
     },
     async destroy() {
-      await tail.catch(() => {})
+      await inTurn(async () => {}).catch(() => {})
       await writer.end().catch(() => {})
       await db.destroy()
     },
@@ -199,5 +197,3 @@ function isConnectionError(error: unknown): boolean {
     /Connection terminated|Client has encountered a connection error|not queryable/.test(message)
   )
 }
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))

@@ -1,4 +1,8 @@
-import type { BudgetRow, HoldRow, MaybePromise, StoreTx } from './types.ts'
+import { type BudgetChange, budgetChanges } from './codec.ts'
+import { andThen } from './statements.ts'
+import type { BudgetRow, HoldRow, StoreTx } from './types.ts'
+
+const changed = Object.keys(budgetChanges) as BudgetChange[]
 
 /**
  * Budgets and holds as one writer connection last committed or read them, kept across its
@@ -18,10 +22,6 @@ export type RowCache = {
 
 /** Rows kept, at most; past it the cache starts again empty. */
 const rowsMax = 100_000
-
-function then<T, U>(value: MaybePromise<T>, fn: (value: T) => U): MaybePromise<U> {
-  return value instanceof Promise ? value.then(fn) : fn(value)
-}
 
 export function createRowCache(): RowCache {
   const budgets = new Map<string, BudgetRow>()
@@ -44,52 +44,39 @@ export function createRowCache(): RowCache {
         budget(taskId) {
           const row = knownBudget(taskId)
           if (row) return row
-          return then(inner.budget(taskId), (read) => {
+          return andThen(inner.budget(taskId), (read) => {
             if (read) budgetsNow.set(taskId, Object.freeze({ ...read }))
             return read
           })
         },
         insertBudget(row) {
-          return then(inner.insertBudget(row), () => {
+          return andThen(inner.insertBudget(row), () => {
             budgetsNow.set(row.taskId, Object.freeze({ ...row }))
           })
         },
         updateBudget(row) {
-          return then(inner.updateBudget(row), () => {
-            // Exactly the columns the statement writes; the rest stay as read.
+          return andThen(inner.updateBudget(row), () => {
+            // Exactly the fields the statement writes; the rest stay as read.
             const was = knownBudget(row.taskId)
-            budgetsNow.set(
-              row.taskId,
-              was
-                ? Object.freeze({
-                    ...was,
-                    spent: row.spent,
-                    reserved: row.reserved,
-                    firedMask: row.firedMask,
-                    exhausted: row.exhausted,
-                    progress: row.progress,
-                    closed: row.closed,
-                    updatedAt: row.updatedAt,
-                    closedAt: row.closedAt,
-                    entryCount: row.entryCount,
-                    openHolds: row.openHolds,
-                    nextExpiryAt: row.nextExpiryAt,
-                    report: row.report,
-                  })
-                : null,
-            )
+            if (!was) {
+              budgetsNow.set(row.taskId, null)
+              return
+            }
+            const now: Record<string, unknown> = { ...was }
+            for (const key of changed) now[key] = row[key]
+            budgetsNow.set(row.taskId, Object.freeze(now as BudgetRow))
           })
         },
         hold(id) {
           const row = knownHold(id)
           if (row) return row
-          return then(inner.hold(id), (read) => {
+          return andThen(inner.hold(id), (read) => {
             if (read) holdsNow.set(id, Object.freeze({ ...read }))
             return read
           })
         },
         insertHold(row) {
-          return then(inner.insertHold(row), () => {
+          return andThen(inner.insertHold(row), () => {
             holdsNow.set(row.id, Object.freeze({ ...row }))
           })
         },

@@ -1,4 +1,5 @@
 import { type Kysely, type Migration, type MigrationProvider, sql } from 'kysely'
+import type { StoreDialect } from './types.ts'
 
 /**
  * The ledger schema as kysely sees it. Amounts are decimal text in SQLite and
@@ -127,10 +128,9 @@ export interface Database {
   }
 }
 
-type Dialect = 'sqlite' | 'postgres'
 
 /** Migrations are frozen in time: add a new one, never edit an old one. */
-export function migrations(dialect: Dialect): MigrationProvider {
+export function migrations(dialect: StoreDialect): MigrationProvider {
   const all: Record<string, Migration> = {
     '2026-11-21-ledger': ledger(dialect),
     '2026-11-21-unconfirmed': unconfirmed(),
@@ -138,7 +138,7 @@ export function migrations(dialect: Dialect): MigrationProvider {
   return { getMigrations: async () => all }
 }
 
-function ledger(dialect: Dialect): Migration {
+function ledger(dialect: StoreDialect): Migration {
   // uint256 needs 78 decimal digits; SQLite keeps the exact decimal text.
   const amount = dialect === 'postgres' ? sql`numeric(78,0)` : sql`text`
   const int64 = dialect === 'postgres' ? sql`bigint` : sql`integer`

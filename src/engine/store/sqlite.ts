@@ -1,8 +1,10 @@
+import { setTimeout as sleep } from 'node:timers/promises'
 import Database from 'better-sqlite3'
 import { Kysely, Migrator, SqliteDialect } from 'kysely'
 import { InvariantViolationError } from '../errors.ts'
 import { createChainReads } from './chain-reads.ts'
 import { createRowCache } from './row-cache.ts'
+import { serial } from './serial.ts'
 import { budgets as budgetCodec, outbox as outboxCodec } from './codec.ts'
 import { type Database as Schema, migrations } from './schema.ts'
 import { type Executor, type Params, type Raw, createStoreTx, statements } from './statements.ts'
@@ -31,7 +33,6 @@ export async function createSqliteStore(options: SqliteStoreOptions): Promise<St
   const busyTimeoutMs = options.busyTimeoutMs ?? 5_000
   const open = () => {
     const db = new Database(options.path, { timeout: busyTimeoutMs })
-    db.pragma(`busy_timeout = ${busyTimeoutMs}`)
     // 16 MiB of page cache (the default is 2 MiB): the hot index pages of a large ledger stay in memory.
     db.pragma(`cache_size = ${-cacheKib}`)
     return db
@@ -54,6 +55,9 @@ export async function createSqliteStore(options: SqliteStoreOptions): Promise<St
   const reader = open()
   reader.pragma('query_only = true')
   const readBudget = reader.prepare(statements('sqlite').readBudget)
+  const dueTasks = reader.prepare(
+    "select distinct task_id from holds where status = 'open' and expires_at is not null and expires_at <= ? limit ?",
+  )
   const db = new Kysely<Schema>({ dialect: new SqliteDialect({ database: reader }) })
 
   const cache = new Map<string, Database.Statement>()
@@ -80,7 +84,7 @@ export async function createSqliteStore(options: SqliteStoreOptions): Promise<St
   const dataVersion = writer.prepare('pragma data_version').pluck()
   let seenVersion: unknown
   // One writer connection: transactions of this process run one after another.
-  let tail: Promise<unknown> = Promise.resolve()
+  const inTurn = serial()
 
   async function runTransaction<T>(fn: (tx: StoreTx) => Promise<T>): Promise<T> {
     if (writer.inTransaction) throw new InvariantViolationError('sqlite writer re-entered')
@@ -117,11 +121,7 @@ export async function createSqliteStore(options: SqliteStoreOptions): Promise<St
     dialect: 'sqlite',
     db,
     chain: createChainReads(db),
-    transaction(fn) {
-      const run = tail.then(() => runTransaction(fn))
-      tail = run.catch(() => {})
-      return run
-    },
+    transaction: (fn) => inTurn(() => runTransaction(fn)),
     async readBudget(taskId) {
       const raw = readBudget.get(taskId) as Raw | undefined
       return raw === undefined ? undefined : budgetCodec.decode(raw)
@@ -130,11 +130,9 @@ export async function createSqliteStore(options: SqliteStoreOptions): Promise<St
       if (kinds.length === 0) return []
       // Claims are writes: take them through the writer so no two processes claim one row.
       return store.transaction(async () => {
-        const rows = writer
-          .prepare(
-            `select * from outbox where delivered_at is null and (lease_until is null or lease_until <= ?) and kind in (${kinds.map(() => '?').join(', ')}) order by created_at limit ?`,
-          )
-          .all(now, ...kinds, limit) as Raw[]
+        const rows = prepare(
+          `select * from outbox where delivered_at is null and (lease_until is null or lease_until <= ?) and kind in (${kinds.map(() => '?').join(', ')}) order by created_at limit ?`,
+        ).all(now, ...kinds, limit) as Raw[]
         const lease = prepare('update outbox set lease_until = ? where id = ?')
         for (const row of rows) lease.run(now + leaseMs, row.id as string)
         return rows.map(outboxCodec.decode)
@@ -148,11 +146,7 @@ export async function createSqliteStore(options: SqliteStoreOptions): Promise<St
       })
     },
     async tasksWithDueHolds(now, limit) {
-      const rows = reader
-        .prepare(
-          "select distinct task_id from holds where status = 'open' and expires_at is not null and expires_at <= ? limit ?",
-        )
-        .all(now, limit) as { task_id: string }[]
+      const rows = dueTasks.all(now, limit) as { task_id: string }[]
       return rows.map((r) => r.task_id)
     },
     async durability() {
@@ -213,5 +207,3 @@ function isBusy(error: unknown): boolean {
   const code = (error as { code?: unknown } | null)?.code
   return typeof code === 'string' && (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED'))
 }
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))

@@ -16,14 +16,15 @@ export interface Executor {
   run(sql: string, params: Params): MaybePromise<number>
 }
 
-function then<T, U>(value: MaybePromise<T>, fn: (value: T) => U): MaybePromise<U> {
+/** Applies `fn` to a value now or later, staying synchronous while the value is. */
+export function andThen<T, U>(value: MaybePromise<T>, fn: (value: T) => U): MaybePromise<U> {
   return value instanceof Promise ? value.then(fn) : fn(value)
 }
 
 const ignore = (): void => {}
 
 /** `?` → `$1, $2, …` for PostgreSQL. */
-export function toDialect(dialect: StoreDialect, text: string): string {
+function toDialect(dialect: StoreDialect, text: string): string {
   if (dialect === 'sqlite') return text
   let n = 0
   return text.replace(/\?/g, () => `$${++n}`)
@@ -34,8 +35,12 @@ function insert(table: codec.TableCodec<unknown>, rows = 1): string {
   return `insert into ${table.table} (${table.columns.join(', ')}) values ${Array(rows).fill(tuple).join(', ')}`
 }
 
+const changedColumns = Object.values(codec.budgetChanges)
+/** Where each changed column sits in a budget row's encoding. */
+const changedAt = changedColumns.map((c) => codec.budgets.columns.indexOf(c))
+
 /** Rows per multi-row statement: few statements, well under every dialect's parameter limit. */
-export const chunkRows = 64
+const chunkRows = 64
 
 export function statements(dialect: StoreDialect) {
   const lock = dialect === 'postgres' ? ' for update' : ''
@@ -43,9 +48,7 @@ export function statements(dialect: StoreDialect) {
     budget: `select * from budgets where task_id = ?${lock}`,
     readBudget: 'select * from budgets where task_id = ?',
     insertBudget: insert(codec.budgets as codec.TableCodec<unknown>),
-    updateBudget:
-      'update budgets set spent = ?, reserved = ?, fired_mask = ?, exhausted = ?, progress = ?, closed = ?, ' +
-      'updated_at = ?, closed_at = ?, entry_count = ?, open_holds = ?, next_expiry_at = ?, report = ? where task_id = ?',
+    updateBudget: `update budgets set ${changedColumns.map((c) => `${c} = ?`).join(', ')} where task_id = ?`,
     hold: 'select * from holds where id = ?',
     holdByKey: 'select * from holds where task_id = ? and key = ?',
     holdByRef: 'select * from holds where ref = ?',
@@ -66,7 +69,6 @@ export function statements(dialect: StoreDialect) {
     saveCursor:
       'insert into chain_cursors (chain_id, hook, block_number, block_hash, updated_at) values (?, ?, ?, ?, ?) ' +
       'on conflict (chain_id, hook) do update set block_number = excluded.block_number, block_hash = excluded.block_hash, updated_at = excluded.updated_at',
-    blocks: 'select * from chain_blocks where chain_id = ? and hook = ? and number >= ? order by number',
     insertBlock:
       insert(codec.chainBlocks as codec.TableCodec<unknown>) +
       ' on conflict (chain_id, hook, number) do update set hash = excluded.hash, parent_hash = excluded.parent_hash',
@@ -74,8 +76,6 @@ export function statements(dialect: StoreDialect) {
     pruneBlocksBelow: 'delete from chain_blocks where chain_id = ? and hook = ? and number < ?',
     log: 'select * from chain_logs where chain_id = ? and block_hash = ? and log_index = ?',
     insertLog: insert(codec.chainLogs as codec.TableCodec<unknown>),
-    logsFrom:
-      'select * from chain_logs where chain_id = ? and hook = ? and block_number >= ? order by block_number desc, log_index desc',
     deleteLogsFrom: 'delete from chain_logs where chain_id = ? and hook = ? and block_number >= ?',
     confirmLogsUpTo:
       'update chain_logs set confirmed = 1 where chain_id = ? and hook = ? and confirmed = 0 and block_number <= ?',
@@ -150,70 +150,53 @@ export function createStoreTx(dialect: StoreDialect, exec: Executor): StoreTx {
       raws.map(decode)
 
   const chain: ChainStoreTx = {
-    cursor: (chainId, hook) => then(exec.get(q.cursor, [chainId, hook]), one(codec.chainCursors.decode)),
-    saveCursor: (row) => then(exec.run(q.saveCursor, codec.chainCursors.encode(row)), ignore),
-    blocks: (chainId, hook, from) =>
-      then(exec.all(q.blocks, [chainId, hook, from.toString()]), many(codec.chainBlocks.decode)),
-    insertBlock: (row) => then(exec.run(q.insertBlock, codec.chainBlocks.encode(row)), ignore),
+    cursor: (chainId, hook) => andThen(exec.get(q.cursor, [chainId, hook]), one(codec.chainCursors.decode)),
+    saveCursor: (row) => andThen(exec.run(q.saveCursor, codec.chainCursors.encode(row)), ignore),
+    insertBlock: (row) => andThen(exec.run(q.insertBlock, codec.chainBlocks.encode(row)), ignore),
     deleteBlocksFrom: (chainId, hook, from) =>
-      then(exec.run(q.deleteBlocksFrom, [chainId, hook, from.toString()]), ignore),
+      andThen(exec.run(q.deleteBlocksFrom, [chainId, hook, from.toString()]), ignore),
     pruneBlocksBelow: (chainId, hook, below) =>
-      then(exec.run(q.pruneBlocksBelow, [chainId, hook, below.toString()]), ignore),
+      andThen(exec.run(q.pruneBlocksBelow, [chainId, hook, below.toString()]), ignore),
     log: (chainId, blockHash, logIndex) =>
-      then(exec.get(q.log, [chainId, blockHash, logIndex]), one(codec.chainLogs.decode)),
-    insertLog: (row) => then(exec.run(q.insertLog, codec.chainLogs.encode(row)), ignore),
-    logsFrom: (chainId, hook, from) =>
-      then(exec.all(q.logsFrom, [chainId, hook, from.toString()]), many(codec.chainLogs.decode)),
-    deleteLogsFrom: (chainId, hook, from) => then(exec.run(q.deleteLogsFrom, [chainId, hook, from.toString()]), ignore),
+      andThen(exec.get(q.log, [chainId, blockHash, logIndex]), one(codec.chainLogs.decode)),
+    insertLog: (row) => andThen(exec.run(q.insertLog, codec.chainLogs.encode(row)), ignore),
+    deleteLogsFrom: (chainId, hook, from) => andThen(exec.run(q.deleteLogsFrom, [chainId, hook, from.toString()]), ignore),
     confirmLogsUpTo: (chainId, hook, upTo) =>
-      then(exec.run(q.confirmLogsUpTo, [chainId, hook, upTo.toString()]), ignore),
+      andThen(exec.run(q.confirmLogsUpTo, [chainId, hook, upTo.toString()]), ignore),
     confirmEntriesUpTo: (chainId, hook, upTo) =>
-      then(exec.run(q.confirmEntriesUpTo, [chainId, hook, upTo.toString()]), ignore),
+      andThen(exec.run(q.confirmEntriesUpTo, [chainId, hook, upTo.toString()]), ignore),
     entriesFrom: (chainId, hook, from) =>
-      then(exec.all(q.entriesFrom, [chainId, hook, from.toString()]), many(codec.entries.decode)),
+      andThen(exec.all(q.entriesFrom, [chainId, hook, from.toString()]), many(codec.entries.decode)),
     binding: (chainId, hook, account, sender) =>
-      then(exec.get(q.binding, [chainId, hook, account, sender]), one(codec.bindings.decode)),
-    saveBinding: (row) => then(exec.run(q.saveBinding, codec.bindings.encode(row)), ignore),
+      andThen(exec.get(q.binding, [chainId, hook, account, sender]), one(codec.bindings.decode)),
+    saveBinding: (row) => andThen(exec.run(q.saveBinding, codec.bindings.encode(row)), ignore),
     deleteBinding: (chainId, hook, account, sender) => exec.run(q.deleteBinding, [chainId, hook, account, sender]),
   }
 
   return {
     rowLocks: dialect === 'postgres',
-    budget: (taskId) => then(exec.get(q.budget, [taskId]), one(codec.budgets.decode)),
+    budget: (taskId) => andThen(exec.get(q.budget, [taskId]), one(codec.budgets.decode)),
     lockBudgets: (taskIds) => {
       const rows: BudgetRow[] = []
       // Chunks in order keep the locks in task id order across statements too.
-      return then(
+      return andThen(
         eachChunk([...taskIds].sort(), (chunk) => exec.all(many_.lockBudgets(chunk.length), chunk), (raws) => {
           for (const raw of raws) rows.push(codec.budgets.decode(raw))
         }),
         () => rows,
       )
     },
-    insertBudget: (row) => then(exec.run(q.insertBudget, codec.budgets.encode(row)), ignore),
-    updateBudget: (r) =>
-      then(
-        exec.run(q.updateBudget, [
-          r.spent.toString(),
-          r.reserved.toString(),
-          r.firedMask,
-          r.exhausted ? 1 : 0,
-          r.progress,
-          r.closed ? 1 : 0,
-          r.updatedAt,
-          r.closedAt,
-          r.entryCount,
-          r.openHolds,
-          r.nextExpiryAt,
-          r.report,
-          r.taskId,
-        ]),
-        ignore,
-      ),
-    hold: (id) => then(exec.get(q.hold, [id]), one(codec.holds.decode)),
-    holdByKey: (taskId, key) => then(exec.get(q.holdByKey, [taskId, key]), one(codec.holds.decode)),
-    holdByRef: (ref) => then(exec.get(q.holdByRef, [ref]), one(codec.holds.decode)),
-    insertHold: (row) => then(exec.run(q.insertHold, codec.holds.encode(row)), ignore),
+    insertBudget: (row) => andThen(exec.run(q.insertBudget, codec.budgets.encode(row)), ignore),
+    updateBudget: (r) => {
+      const encoded = codec.budgets.encode(r)
+      const params = changedAt.map((i) => encoded[i] as string | number | null)
+      params.push(r.taskId)
+      return andThen(exec.run(q.updateBudget, params), ignore)
+    },
+    hold: (id) => andThen(exec.get(q.hold, [id]), one(codec.holds.decode)),
+    holdByKey: (taskId, key) => andThen(exec.get(q.holdByKey, [taskId, key]), one(codec.holds.decode)),
+    holdByRef: (ref) => andThen(exec.get(q.holdByRef, [ref]), one(codec.holds.decode)),
+    insertHold: (row) => andThen(exec.run(q.insertHold, codec.holds.encode(row)), ignore),
     settleHold: (r) =>
       exec.run(q.settleHold, [
         r.status,
@@ -224,19 +207,19 @@ export function createStoreTx(dialect: StoreDialect, exec: Executor): StoreTx {
         r.id,
       ]),
     reopenHold: (id) => exec.run(q.reopenHold, [id]),
-    openHolds: (taskId) => then(exec.all(q.openHolds, [taskId]), many(codec.holds.decode)),
-    dueHolds: (taskId, now) => then(exec.all(q.dueHolds, [taskId, now]), many(codec.holds.decode)),
-    entry: (id) => then(exec.get(q.entry, [id]), one(codec.entries.decode)),
-    insertEntry: (row) => then(exec.run(q.insertEntry, codec.entries.encode(row)), ignore),
-    updateEntry: (r) => then(exec.run(q.updateEntry, [r.confirmed ? 1 : 0, r.reverted ? 1 : 0, r.id]), ignore),
-    appendJournal: (row) => then(exec.run(q.appendJournal, codec.journal.encode(row)), ignore),
+    openHolds: (taskId) => andThen(exec.all(q.openHolds, [taskId]), many(codec.holds.decode)),
+    dueHolds: (taskId, now) => andThen(exec.all(q.dueHolds, [taskId, now]), many(codec.holds.decode)),
+    entry: (id) => andThen(exec.get(q.entry, [id]), one(codec.entries.decode)),
+    insertEntry: (row) => andThen(exec.run(q.insertEntry, codec.entries.encode(row)), ignore),
+    updateEntry: (r) => andThen(exec.run(q.updateEntry, [r.confirmed ? 1 : 0, r.reverted ? 1 : 0, r.id]), ignore),
+    appendJournal: (row) => andThen(exec.run(q.appendJournal, codec.journal.encode(row)), ignore),
     appendJournals: (rows) =>
       eachChunk(rows, (chunk) => exec.run(many_.appendJournals(chunk.length), chunk.flatMap(codec.journal.encode)), ignore),
     insertEntries: (rows) =>
       eachChunk(rows, (chunk) => exec.run(many_.insertEntries(chunk.length), chunk.flatMap(codec.entries.encode)), ignore),
     entryStates: (ids) => {
       const taken: { id: string; reverted: boolean }[] = []
-      return then(
+      return andThen(
         eachChunk(ids, (chunk) => exec.all(many_.entryStates(chunk.length), chunk), (raws) => {
           for (const raw of raws) taken.push({ id: raw.id as string, reverted: Number(raw.reverted) === 1 })
         }),
@@ -245,14 +228,14 @@ export function createStoreTx(dialect: StoreDialect, exec: Executor): StoreTx {
     },
     holdsByRefs: (refs) => {
       const found: HoldRow[] = []
-      return then(
+      return andThen(
         eachChunk(refs, (chunk) => exec.all(many_.holdsByRefs(chunk.length), chunk), (raws) => {
           for (const raw of raws) found.push(codec.holds.decode(raw))
         }),
         () => found,
       )
     },
-    insertOutbox: (row) => then(exec.run(q.insertOutbox, codec.outbox.encode(row)), ignore),
+    insertOutbox: (row) => andThen(exec.run(q.insertOutbox, codec.outbox.encode(row)), ignore),
     chain,
   }
 }

@@ -144,13 +144,11 @@ export interface StoreTx {
 export interface ChainStoreTx {
   cursor(chainId: number, hook: string): MaybePromise<ChainCursorRow | undefined>
   saveCursor(row: ChainCursorRow): MaybePromise<void>
-  blocks(chainId: number, hook: string, fromNumber: bigint): MaybePromise<ChainBlockRow[]>
   insertBlock(row: ChainBlockRow): MaybePromise<void>
   deleteBlocksFrom(chainId: number, hook: string, fromNumber: bigint): MaybePromise<void>
   pruneBlocksBelow(chainId: number, hook: string, belowNumber: bigint): MaybePromise<void>
   log(chainId: number, blockHash: string, logIndex: number): MaybePromise<ChainLogRow | undefined>
   insertLog(row: ChainLogRow): MaybePromise<void>
-  logsFrom(chainId: number, hook: string, fromNumber: bigint): MaybePromise<ChainLogRow[]>
   deleteLogsFrom(chainId: number, hook: string, fromNumber: bigint): MaybePromise<void>
   confirmLogsUpTo(chainId: number, hook: string, upToNumber: bigint): MaybePromise<void>
   confirmEntriesUpTo(chainId: number, hook: string, upToNumber: bigint): MaybePromise<void>
