@@ -1,5 +1,10 @@
 import { execFile, spawn } from 'node:child_process'
+import { existsSync, mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import Database from 'better-sqlite3'
+import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { deployLocalStack } from '../src/index.ts'
 import { type AnvilInstance, startAnvil } from './helpers/anvil.ts'
@@ -8,9 +13,9 @@ import { storeTargets } from './helpers/stores.ts'
 
 const bin = fileURLToPath(new URL('../bin/spendguard.js', import.meta.url))
 
-function cli(args: string[], env: Record<string, string> = {}) {
+function cli(args: string[], env: Record<string, string> = {}, cwd?: string) {
   return new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-    execFile(process.execPath, [bin, ...args], { env: { ...process.env, ...env } }, (error, stdout, stderr) => {
+    execFile(process.execPath, [bin, ...args], { env: { ...process.env, ...env }, cwd }, (error, stdout, stderr) => {
       resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr })
     })
   })
@@ -82,6 +87,82 @@ describe.each(storeTargets)('cli on $name', (target) => {
     expect(bad.code).toBe(2)
     expect(bad.stderr).toContain('account')
   })
+
+  test('behavior: without --db, env SPENDGUARD_DB selects the store; --db still wins over it', async () => {
+    const db = await guards.url()
+    const other = await guards.url()
+    // Run from an empty directory, so a command that ignored the env would leave ./spendguard.db here.
+    const cwd = mkdtempSync(join(tmpdir(), 'spendguard-cli-'))
+    try {
+      const env = { SPENDGUARD_DB: db }
+      expect((await cli(['allocate', 'from-env', '--total', '3', '--asset', 'USDC', '--decimals', '6'], env, cwd)).code).toBe(0)
+      const listed = await cli(['status', '--json'], env, cwd)
+      expect(listed.code).toBe(0)
+      expect((JSON.parse(listed.stdout) as { taskId: string }[]).map((b) => b.taskId)).toEqual(['from-env'])
+      // The budget is in the env's store, read back through --db.
+      const direct = await cli(['status', 'from-env', '--json', '--db', db], {}, cwd)
+      expect(direct.code).toBe(0)
+      expect(JSON.parse(direct.stdout).budget).toMatchObject({ taskId: 'from-env', total: '3000000' })
+      expect(existsSync(join(cwd, 'spendguard.db'))).toBe(false)
+      // An explicit --db overrides the env.
+      expect((await cli(['allocate', 'from-flag', '--total', '1', '--asset', 'USDC', '--decimals', '6', '--db', other], env, cwd)).code).toBe(0)
+      const inOther = JSON.parse((await cli(['status', '--json', '--db', other], {}, cwd)).stdout) as { taskId: string }[]
+      expect(inOther.map((b) => b.taskId)).toEqual(['from-flag'])
+      const inEnv = JSON.parse((await cli(['status', '--json'], env, cwd)).stdout) as { taskId: string }[]
+      expect(inEnv.map((b) => b.taskId)).toEqual(['from-env'])
+    } finally {
+      rmSync(cwd, { recursive: true, force: true })
+    }
+  })
+
+  test('behavior: release returns a hold to the budget and journals it once; a capture after it exits 3', async () => {
+    const db = await guards.url()
+    const run = (...args: string[]) => cli([...args, '--db', db])
+    await run('allocate', 't1', '--total', '10', '--asset', 'USDC', '--decimals', '6')
+    const hold = JSON.parse((await run('reserve', 't1', '2.5', '--json')).stdout) as { id: string }
+    const held = JSON.parse((await run('status', '--json')).stdout)[0]
+    expect(held).toMatchObject({ reserved: '2500000', remaining: '7500000' })
+    const released = await run('release', hold.id)
+    expect(released).toMatchObject({ code: 0, stdout: 'released 2.50 USDC on t1\n' })
+    const after = JSON.parse((await run('status', '--json')).stdout)[0]
+    expect(after).toMatchObject({ spent: '0', reserved: '0', remaining: '10000000', openHolds: 0 })
+    // A retry returns the same result and journals nothing more; a capture after it is refused.
+    expect(await run('release', hold.id)).toMatchObject({ code: 0, stdout: 'released 2.50 USDC on t1\n' })
+    const late = await run('capture', hold.id, '1')
+    expect(late.code).toBe(3)
+    expect(late.stderr.trim()).toBe(`spendguard: hold ${hold.id} is not open (released)`)
+    const journal = JSON.parse((await run('journal', '--task', 't1', '--json')).stdout) as { kind: string; holdId?: string; amount?: string }[]
+    expect(journal.map((j) => j.kind)).toEqual(['allocate', 'reserve', 'release'])
+    expect(journal[2]).toMatchObject({ holdId: hold.id, amount: '2500000' })
+    expect((await run('verify')).code).toBe(0)
+  })
+
+  test('behavior: verify exits 5 and names the problem when a budget no longer matches its journal', async () => {
+    const db = await guards.url()
+    const run = (...args: string[]) => cli([...args, '--db', db])
+    await run('allocate', 't1', '--total', '100', '--asset', 'USDC', '--decimals', '6')
+    await run('record', 't1', '10')
+    expect(await run('verify')).toMatchObject({ code: 0, stdout: 'verify: ok, every budget matches its journal\n' })
+    // Tamper with the stored budget behind the engine's back.
+    const tamper = "update budgets set spent = '11' where task_id = 't1'"
+    if (target.name === 'sqlite') {
+      const raw = new Database(db.slice('sqlite:'.length))
+      raw.prepare(tamper).run()
+      raw.close()
+    } else {
+      const raw = new pg.Client({ connectionString: db })
+      await raw.connect()
+      await raw.query(tamper)
+      await raw.end()
+    }
+    const failed = await run('verify')
+    expect(failed.code).toBe(5)
+    expect(failed.stdout).toContain('verify: FAILED\n')
+    expect(failed.stdout).toContain('  t1: spent 11, journal replay gives 10000000\n')
+    const asJson = await run('verify', '--json')
+    expect(asJson.code).toBe(5)
+    expect(JSON.parse(asJson.stdout)).toMatchObject({ ok: false, problems: expect.arrayContaining(['t1: spent 11, journal replay gives 10000000']) })
+  })
 })
 
 test('behavior: --help on every command shows an example', async () => {
@@ -102,6 +183,21 @@ describe('cli sync', () => {
     await anvil.stop()
   })
 
+  /** Follows the hook until a new payment is applied, then stops the follower with `signal`. */
+  async function followThenStop(args: string[], pay: () => Promise<unknown>, signal: NodeJS.Signals) {
+    const follower = spawn(process.execPath, [bin, ...args, '--poll-interval', '100'], { stdio: ['ignore', 'pipe', 'pipe'] })
+    let stdout = ''
+    let stderr = ''
+    follower.stdout.on('data', (d) => (stdout += d))
+    follower.stderr.on('data', (d) => (stderr += d))
+    const exited = new Promise<number | null>((resolve) => follower.on('exit', (code) => resolve(code)))
+    await pay()
+    const deadline = Date.now() + 10_000
+    while (!/1 applied/.test(stdout) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50))
+    follower.kill(signal)
+    return { code: await exited, stdout, stderr }
+  }
+
   test('behavior: bind, sync --once, then follow and stop cleanly on SIGTERM', async () => {
     const db = await guards.url()
     const stack = await deployLocalStack({ rpcUrl: anvil.rpcUrl })
@@ -119,18 +215,26 @@ describe('cli sync', () => {
     expect(once.stdout).toMatch(/2 logs · 2 applied/)
     expect((await cli(['status', 'agent', '--db', db])).stdout).toContain('spent     1.75 USDC')
 
-    const follower = spawn(process.execPath, [bin, ...args, '--poll-interval', '100'], { stdio: ['ignore', 'pipe', 'pipe'] })
-    let stdout = ''
-    let stderr = ''
-    follower.stdout.on('data', (d) => (stdout += d))
-    follower.stderr.on('data', (d) => (stderr += d))
-    await stack.pay({ to: stack.owner, amount: 3_000_000n })
-    const deadline = Date.now() + 10_000
-    while (!/1 applied/.test(stdout) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50))
-    follower.kill('SIGTERM')
-    const code = await new Promise((resolve) => follower.on('exit', resolve))
-    expect(code).toBe(0)
-    expect(stderr).toContain('sync: stopped at block')
+    const followed = await followThenStop(args, () => stack.pay({ to: stack.owner, amount: 3_000_000n }), 'SIGTERM')
+    expect(followed.code).toBe(0)
+    expect(followed.stderr).toContain('sync: stopped at block')
     expect((await cli(['status', 'agent', '--db', db])).stdout).toContain('spent     4.75 USDC')
+  })
+
+  test('behavior: sync also stops cleanly on SIGINT, keeping what it applied', async () => {
+    const db = await guards.url()
+    const stack = await deployLocalStack({ rpcUrl: anvil.rpcUrl })
+    const fromBlock = String((await stack.publicClient.getBlockNumber()) + 1n)
+    await cli(['allocate', 'agent', '--total', '100', '--asset', 'USDC', '--decimals', '6', '--db', db])
+    const bound = await cli(['bind', 'agent', '--chain-id', String(anvil.chainId), '--hook', stack.hook, '--account', stack.account, '--token', stack.token, '--db', db])
+    expect(bound.code).toBe(0)
+    const args = ['sync', '--rpc', anvil.rpcUrl, '--chain-id', String(anvil.chainId), '--hook', stack.hook, '--from-block', fromBlock, '--db', db]
+    const followed = await followThenStop(args, () => stack.pay({ to: stack.owner, amount: 2_000_000n }), 'SIGINT')
+    expect(followed.code).toBe(0)
+    expect(followed.stdout).toMatch(/1 applied/)
+    expect(followed.stderr).toContain('sync: stopping after the batch in flight')
+    expect(followed.stderr).toMatch(/sync: stopped at block \d+\n/)
+    expect((await cli(['status', 'agent', '--db', db])).stdout).toContain('spent     2.00 USDC')
+    expect((await cli(['verify', '--db', db])).code).toBe(0)
   })
 })

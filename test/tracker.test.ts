@@ -1,4 +1,4 @@
-import { type Address, type Hex, numberToHex, zeroAddress } from 'viem'
+import { type Address, type Hex, encodeFunctionData, encodePacked, numberToHex, zeroAddress, zeroHash } from 'viem'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import {
   type AlertEvent,
@@ -8,7 +8,8 @@ import {
   type UnreservedSpendEvent,
   createTracker,
 } from '../src/index.ts'
-import { type LocalStack, deployLocalStack } from '../src/onchain/local.ts'
+import { minimalAccountAbi } from '../src/onchain/abi.generated.ts'
+import { type LocalStack, type Payment, deployLocalStack } from '../src/onchain/local.ts'
 import { type AnvilInstance, startAnvil } from './helpers/anvil.ts'
 import { startFaultyRpc } from './helpers/faulty-rpc.ts'
 import { useGuards } from './helpers/guard.ts'
@@ -167,6 +168,107 @@ describe.each(storeTargets)('tracker on $name', (target) => {
     expect(status.unassigned.recent[0]).toMatchObject({ disposition: 'unbound', amount: 77n, account: stack.account.toLowerCase() })
   })
 
+  test('behavior: a binding naming a sender takes only that sender\'s spends; a sender-less binding takes the rest', async () => {
+    const { stack, guard, fromBlock } = await setup()
+    await guard.allocate('other', { total: 10n ** 30n, ...USDC })
+    // The account's only callers are its owner and the account itself. A payment the account
+    // makes by calling its own `execute` reaches the hook with the account as msg.sender, so
+    // SpendRecorded names the account, not the owner, as sender.
+    const payAsAccount = async (payments: Payment[]) => {
+      const data = encodeFunctionData({
+        abi: minimalAccountAbi,
+        functionName: 'execute',
+        args: [zeroHash, encodePacked(['address', 'uint256', 'bytes'], [stack.account, 0n, stack.batchCalldata(payments)])],
+      })
+      const hash = (await rpc(anvil.rpcUrl, 'eth_sendTransaction', [
+        { from: stack.owner, to: stack.account, data, gas: numberToHex(3_000_000) },
+      ])) as Hex
+      await stack.mined(hash)
+      return hash
+    }
+    const txHashes = async (taskId: string) => (await guard.entries(taskId)).map((e) => e.chain?.txHash).sort()
+
+    const byOwner = [await stack.pay({ to: peer(1), amount: 100n }), await stack.pay({ to: peer(2), amount: 200n })]
+    const byAccount = await payAsAccount([{ to: peer(3), amount: 7n }])
+    const tracker = createTracker({ guard, rpcUrl: anvil.rpcUrl, chainId: anvil.chainId, hook: stack.hook, fromBlock })
+    await tracker.bind({ account: stack.account, sender: stack.owner, taskId: 'agent', token: stack.token })
+    // Only the owner's spends are bound; the account's own spend has no binding.
+    expect(await tracker.syncOnce()).toMatchObject({ logs: 3, applied: 2, unbound: 1 })
+    expect((await guard.get('agent')).spent).toBe(300n)
+    expect(await txHashes('agent')).toEqual([...byOwner].sort())
+    const status = await tracker.status()
+    expect(status.unassigned.unbound).toBe(1)
+    expect(status.unassigned.recent[0]).toMatchObject({
+      disposition: 'unbound',
+      amount: 7n,
+      account: stack.account.toLowerCase(),
+      sender: stack.account.toLowerCase(),
+      txHash: byAccount,
+    })
+
+    // A sender-less binding of the same account takes every other sender; the owner's
+    // spends still go to the binding that names it.
+    await tracker.bind({ account: stack.account, taskId: 'other', token: stack.token })
+    const owner2 = await stack.pay({ to: peer(4), amount: 40n })
+    const account2 = await payAsAccount([
+      { to: peer(5), amount: 5n },
+      { to: peer(6), amount: 6n },
+    ])
+    expect(await tracker.syncOnce()).toMatchObject({ logs: 3, applied: 3, unbound: 0 })
+    expect((await guard.get('agent')).spent).toBe(340n)
+    expect(await txHashes('agent')).toEqual([...byOwner, owner2].sort())
+    expect((await guard.get('other')).spent).toBe(11n)
+    expect(await txHashes('other')).toEqual([account2, account2])
+    expect(await guard.verify()).toEqual({ ok: true, problems: [] })
+  })
+
+  test('behavior: a spend is confirmed once it is `confirmations` blocks below the head, not before', async () => {
+    const { stack, guard, fromBlock } = await setup()
+    const confirmations = 4
+    // Eight spends, one block each.
+    for (let i = 0; i < 8; i++) await stack.pay({ to: peer(i), amount: 10n + BigInt(i) })
+    const tracker = createTracker({
+      guard,
+      rpcUrl: anvil.rpcUrl,
+      chainId: anvil.chainId,
+      hook: stack.hook,
+      fromBlock,
+      confirmations,
+      reorgDepthMax: 16,
+    })
+    await tracker.bind({ account: stack.account, taskId: 'agent', token: stack.token })
+    const confirmedState = async () =>
+      (await guard.entries('agent'))
+        .map((e) => ({ block: e.chain?.blockNumber as bigint, confirmed: e.chain?.confirmed }))
+        .sort((a, b) => (a.block < b.block ? -1 : 1))
+    const expectConfirmedUpTo = async (head: bigint, count: number) => {
+      const state = await confirmedState()
+      expect(state.map((s) => s.block)).toEqual(Array.from({ length: 8 }, (_, i) => state[0]!.block + BigInt(i)))
+      expect(state.map((s) => s.confirmed)).toEqual(state.map((s) => s.block <= head - BigInt(confirmations)))
+      expect(state.filter((s) => s.confirmed)).toHaveLength(count)
+      expect(await tracker.status()).toMatchObject({ confirmed: count, unconfirmed: 8 - count })
+    }
+
+    const first = await tracker.syncOnce()
+    expect(first).toMatchObject({ applied: 8 })
+    // The last spend is the head: the four spends at depth 4 or more are confirmed.
+    expect((await confirmedState()).at(-1)?.block).toBe(first.head)
+    await expectConfirmedUpTo(first.head, 4)
+
+    // One more block: one more spend reaches the depth.
+    await rpc(anvil.rpcUrl, 'anvil_mine', [numberToHex(1)])
+    const second = await tracker.syncOnce()
+    expect(second).toMatchObject({ head: first.head + 1n, applied: 0 })
+    await expectConfirmedUpTo(second.head, 5)
+
+    // `confirmations` blocks past the last spend: all confirmed.
+    await rpc(anvil.rpcUrl, 'anvil_mine', [numberToHex(confirmations - 1)])
+    const third = await tracker.syncOnce()
+    expect(third.head).toBe(first.head + BigInt(confirmations))
+    await expectConfirmedUpTo(third.head, 8)
+    expect((await confirmedState()).every((s) => s.confirmed === true)).toBe(true)
+  })
+
   test('behavior: reorgs of depth 1, 3 and 10 leave the ledger equal to the canonical chain', async () => {
     const { stack, guard, fromBlock } = await setup({ total: 100_000n })
     const alerts: AlertEvent[] = []
@@ -261,16 +363,22 @@ describe.each(storeTargets)('tracker on $name', (target) => {
       token: stack.token,
       fromBlock: fromBlock.toString(),
     }
-    let kills = 0
+    const head = await stack.publicClient.getBlockNumber()
+    let committed = fromBlock - 1n
     for (let round = 0; round < 5; round++) {
       const worker = startWorker(job)
       // Killed after a different number of committed pages each round, always mid-backfill.
       await worker.waitFor(() => worker.lines.filter((l) => l.op === 'page').length >= 2 + round)
-      await worker.kill()
+      // The signal is what ended the process: it was still syncing, not already finished.
+      expect(await worker.kill()).toEqual({ code: null, signal: 'SIGKILL' })
       expect(worker.lines.some((l) => l.op === 'done')).toBe(false)
-      kills++
+      const cursors = worker.lines.filter((l) => l.op === 'page').map((l) => BigInt(l.cursor as string))
+      // Each round resumed past the last page the previous round committed (not from the
+      // start) and was killed short of the head.
+      expect(cursors[0]).toBeGreaterThan(committed)
+      expect(cursors.at(-1)).toBeLessThan(head)
+      committed = cursors.at(-1) as bigint
     }
-    expect(kills).toBe(5)
     const tracker = createTracker({ guard: shared, rpcUrl: anvil.rpcUrl, chainId: anvil.chainId, hook: stack.hook, fromBlock })
     await tracker.syncOnce()
     const budget = await shared.get('agent')
