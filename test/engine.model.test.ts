@@ -62,7 +62,8 @@ function step(m: Model, o: Op, now: number, engineHolds: Hold[]): string {
       const h = m.holds[o.hold % Math.max(1, m.holds.length)]
       if (!h || !engineHolds.length) return 'HoldNotFoundError'
       expire(m, now)
-      if (h.status !== 'open') return h.status === 'captured' && h.captured === o.amount ? 'ok' : 'HoldNotOpenError'
+      if (h.status === 'captured') return h.captured === o.amount ? 'ok' : 'IdempotencyConflictError'
+      if (h.status !== 'open') return 'HoldNotOpenError'
       const extra = o.amount - h.amount
       if (m.hardLimit && extra > 0n && extra > remainingOf(m)) return 'BudgetExceededError'
       h.status = 'captured'

@@ -190,9 +190,10 @@ describe.each(storeTargets)('engine on $name', (target) => {
       const hold = await guard.reserve('t1', 30n)
       const first = await guard.capture(hold.id, 25n, { peer: 'p' })
       expect(await guard.capture(hold.id, 25n, { peer: 'p' })).toEqual(first)
+      // The same hold captured again with other parameters: a conflicting retry, not a new capture.
       const differentAmount = await guard.capture(hold.id, 26n, { peer: 'p' }).catch((e) => e)
-      expect(differentAmount).toBeInstanceOf(HoldNotOpenError)
-      expect(differentAmount).toMatchObject({ holdId: hold.id, status: 'captured', code: 'HOLD_NOT_OPEN' })
+      expect(differentAmount).toBeInstanceOf(IdempotencyConflictError)
+      expect(differentAmount).toMatchObject({ key: hold.id, code: 'IDEMPOTENCY_CONFLICT', differences: ['amount: was "25", now "26"'] })
       await expect(guard.release(hold.id)).rejects.toBeInstanceOf(HoldNotOpenError)
       const other = await guard.reserve('t1', 10n)
       const released = await guard.release(other.id)

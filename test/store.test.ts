@@ -104,7 +104,7 @@ describe('writer row cache (sqlite)', () => {
       await expect(a.reserve('shared', 20n)).rejects.toMatchObject({ name: 'BudgetExceededError', remaining: 10n })
       // b captures a's hold: a must not settle it a second time.
       await b.capture(held.id, 50n)
-      await expect(a.capture(held.id, 40n)).rejects.toMatchObject({ name: 'HoldNotOpenError' })
+      await expect(a.capture(held.id, 40n)).rejects.toMatchObject({ name: 'IdempotencyConflictError' })
       await expect(a.release(held.id)).rejects.toMatchObject({ name: 'HoldNotOpenError' })
       const budget = await a.get('shared')
       expect({ spent: budget.spent, reserved: budget.reserved, remaining: budget.remaining }).toEqual({ spent: 80n, reserved: 0n, remaining: 20n })

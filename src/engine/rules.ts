@@ -406,10 +406,13 @@ export async function capture(
   })
   const { hold, budget: b } = await loadHold(ctx, input.holdId)
   if (hold.status !== 'open') {
-    if (hold.status === 'captured' && hold.settleSig === settleSig && hold.entryId) {
+    if (hold.status === 'captured' && hold.entryId) {
       const entry = await ctx.tx.entry(hold.entryId)
       invariant(entry, `captured hold ${hold.id} has no entry`)
-      return { entry, hold }
+      if (hold.settleSig === settleSig) return { entry, hold }
+      // A retry of this capture with other parameters; a capture the chain made is no call's to retry.
+      if (entry.source === 'offchain' && hold.settleSig !== null)
+        throw new IdempotencyConflictError({ key: hold.id, differences: differences(hold.settleSig, settleSig) })
     }
     throw new HoldNotOpenError({ holdId: hold.id, status: hold.status })
   }

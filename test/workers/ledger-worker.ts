@@ -21,8 +21,11 @@ type Job =
   | { kind: 'sync'; db: string; rpcUrl: string; chainId: number; hook: `0x${string}`; account: `0x${string}`; token: `0x${string}`; fromBlock: string }
 
 const job = JSON.parse(process.argv[2] as string) as Job
-// Refusals a job's callers can meet by design: only the settle race finds holds already settled.
-const expected = new Set(job.kind === 'settle' ? ['BudgetExceededError', 'HoldNotOpenError'] : ['BudgetExceededError'])
+// Refusals a job's callers can meet by design: only the settle race finds holds already
+// settled (released, or captured by a racer with another amount: a conflicting retry).
+const expected = new Set(
+  job.kind === 'settle' ? ['BudgetExceededError', 'HoldNotOpenError', 'IdempotencyConflictError'] : ['BudgetExceededError'],
+)
 
 // Synchronous writes: a line that was written survives the process being killed. The pipe
 // is non-blocking, so a full pipe (a slow reader) answers EAGAIN: wait a moment and go on.
