@@ -198,18 +198,24 @@ describe('cli sync', () => {
     return { code: await exited, stdout, stderr }
   }
 
-  test('behavior: bind, sync --once, then follow and stop cleanly on SIGTERM', async () => {
+  /** A budget `agent` bound through the CLI to a fresh stack's account, and the `sync` arguments that follow it. */
+  async function boundAgent() {
     const db = await guards.url()
     const stack = await deployLocalStack({ rpcUrl: anvil.rpcUrl })
     const fromBlock = String((await stack.publicClient.getBlockNumber()) + 1n)
     await cli(['allocate', 'agent', '--total', '100', '--asset', 'USDC', '--decimals', '6', '--db', db])
     const bound = await cli(['bind', 'agent', '--chain-id', String(anvil.chainId), '--hook', stack.hook, '--account', stack.account, '--token', stack.token, '--db', db])
     expect(bound.code).toBe(0)
+    const args = ['sync', '--rpc', anvil.rpcUrl, '--chain-id', String(anvil.chainId), '--hook', stack.hook, '--from-block', fromBlock, '--db', db]
+    return { db, stack, args }
+  }
+
+  test('behavior: bind, sync --once, then follow and stop cleanly on SIGTERM', async () => {
+    const { db, stack, args } = await boundAgent()
     await stack.payBatch([
       { to: stack.owner, amount: 1_500_000n },
       { to: stack.owner, amount: 250_000n },
     ])
-    const args = ['sync', '--rpc', anvil.rpcUrl, '--chain-id', String(anvil.chainId), '--hook', stack.hook, '--from-block', fromBlock, '--db', db]
     const once = await cli([...args, '--once'])
     expect(once.code).toBe(0)
     expect(once.stdout).toMatch(/2 logs · 2 applied/)
@@ -222,13 +228,7 @@ describe('cli sync', () => {
   })
 
   test('behavior: sync also stops cleanly on SIGINT, keeping what it applied', async () => {
-    const db = await guards.url()
-    const stack = await deployLocalStack({ rpcUrl: anvil.rpcUrl })
-    const fromBlock = String((await stack.publicClient.getBlockNumber()) + 1n)
-    await cli(['allocate', 'agent', '--total', '100', '--asset', 'USDC', '--decimals', '6', '--db', db])
-    const bound = await cli(['bind', 'agent', '--chain-id', String(anvil.chainId), '--hook', stack.hook, '--account', stack.account, '--token', stack.token, '--db', db])
-    expect(bound.code).toBe(0)
-    const args = ['sync', '--rpc', anvil.rpcUrl, '--chain-id', String(anvil.chainId), '--hook', stack.hook, '--from-block', fromBlock, '--db', db]
+    const { db, stack, args } = await boundAgent()
     const followed = await followThenStop(args, () => stack.pay({ to: stack.owner, amount: 2_000_000n }), 'SIGINT')
     expect(followed.code).toBe(0)
     expect(followed.stdout).toMatch(/1 applied/)
