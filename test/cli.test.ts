@@ -16,7 +16,10 @@ const bin = fileURLToPath(new URL('../bin/spendguard.js', import.meta.url))
 function cli(args: string[], env: Record<string, string> = {}, cwd?: string) {
   return new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
     execFile(process.execPath, [bin, ...args], { env: { ...process.env, ...env }, cwd }, (error, stdout, stderr) => {
-      resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr })
+      const { code, signal } = (error ?? {}) as { code?: number | null; signal?: string | null }
+      // No documented outcome exits 1 or dies by a signal: show why, so a failing assertion names the cause.
+      if (error && (code === 1 || signal)) console.error(`spendguard ${args[0]} exited ${code ?? signal}:\n${stderr}`)
+      resolve({ code: error ? (code ?? 1) : 0, stdout, stderr })
     })
   })
 }

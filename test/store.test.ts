@@ -1,4 +1,5 @@
 import Database from 'better-sqlite3'
+import { Kysely, PostgresDialect } from 'kysely'
 import pg from 'pg'
 import { describe, expect, test } from 'vitest'
 import { createGuard } from '../src/index.ts'
@@ -35,6 +36,62 @@ describe.each(storeTargets)('store schema ($name)', (target) => {
       expect(names).toEqual(expect.arrayContaining(['entries_chain', 'entries_unconfirmed', 'chain_logs_unconfirmed']))
     } finally {
       await cleanup()
+    }
+  })
+})
+
+describe.each(storeTargets.filter((t) => t.name === 'postgres'))('store tenants ($name)', (target) => {
+  test('behavior: opening a guard is not disturbed by other schemas of the database being dropped meanwhile', async () => {
+    // Other tenants (other schemas) come and go while this one opens its guard again and
+    // again: opening looks at its own schema only, so their drops cannot fail it.
+    const { url, cleanup } = await target.fresh()
+    let churning = true
+    let dropped = 0
+    const churn = (async () => {
+      while (churning) {
+        const other = await target.fresh()
+        await (await createGuard({ db: other.url })).destroy()
+        await other.cleanup()
+        dropped++
+      }
+    })()
+    const failures: string[] = []
+    try {
+      for (let i = 0; i < 40 || dropped < 10; i++) {
+        try {
+          await (await createGuard({ db: url })).destroy()
+        } catch (error) {
+          failures.push((error as Error).message)
+        }
+      }
+    } finally {
+      churning = false
+      await churn
+      await cleanup()
+    }
+    expect(dropped).toBeGreaterThanOrEqual(10)
+    expect(failures).toEqual([])
+  })
+
+  test('behavior: the store introspects its own schema exactly as kysely does, and no other schema', async () => {
+    const mine = await target.fresh()
+    const other = await target.fresh()
+    const guard = await createGuard({ db: mine.url })
+    await (await createGuard({ db: other.url })).destroy()
+    const reference = new Kysely<any>({ dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: mine.url, max: 1 }) }) })
+    try {
+      const schema = new URL(mine.url).searchParams.get('options')?.split('=')[1]
+      const ours = await guard.internal.store.db.introspection.getTables({ withInternalKyselyTables: true })
+      const theirs = (await reference.introspection.getTables({ withInternalKyselyTables: true })).filter((t) => t.schema === schema)
+      expect(ours.map((t) => t.name)).toContain('kysely_migration')
+      expect(ours.map((t) => t.name)).toContain('journal')
+      expect(new Set(ours.map((t) => t.schema))).toEqual(new Set([schema]))
+      expect(ours).toEqual(theirs)
+    } finally {
+      await reference.destroy()
+      await guard.destroy()
+      await mine.cleanup()
+      await other.cleanup()
     }
   })
 })

@@ -1,5 +1,14 @@
 import { setTimeout as sleep } from 'node:timers/promises'
-import { Kysely, Migrator, PostgresDialect, sql } from 'kysely'
+import {
+  type DatabaseIntrospector,
+  type DatabaseMetadata,
+  Kysely,
+  Migrator,
+  PostgresDialect,
+  type SchemaMetadata,
+  type TableMetadata,
+  sql,
+} from 'kysely'
 import pg from 'pg'
 import { createChainReads } from './chain-reads.ts'
 import { budgets as budgetCodec, outbox as outboxCodec } from './codec.ts'
@@ -40,7 +49,7 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
   pool.on('error', () => {
     // An idle client lost its connection; the pool replaces it on next use.
   })
-  const db = new Kysely<Schema>({ dialect: new PostgresDialect({ pool }) })
+  const db = new Kysely<Schema>({ dialect: new SchemaDialect({ pool }) })
   await migrate(db)
 
   let writer = await connect(options.connectionString)
@@ -163,6 +172,80 @@ async function connect(connectionString: string): Promise<pg.Client> {
   })
   await client.connect()
   return client
+}
+
+/**
+ * PostgreSQL through kysely, introspecting only the connection's own schema. kysely's own
+ * introspector reads every table of every schema (the migrator asks it whether its tables
+ * exist), calling has_schema_privilege by name on each: another tenant's schema dropped
+ * meanwhile fails that call with "schema … does not exist", and the cost grows with every
+ * schema in the database.
+ */
+class SchemaDialect extends PostgresDialect {
+  override createIntrospector(db: Kysely<any>): DatabaseIntrospector {
+    return new SchemaIntrospector(db)
+  }
+}
+
+class SchemaIntrospector implements DatabaseIntrospector {
+  readonly #db: Kysely<any>
+  constructor(db: Kysely<any>) {
+    this.#db = db
+  }
+
+  async getSchemas(): Promise<SchemaMetadata[]> {
+    const { rows } = await sql<SchemaMetadata>`select current_schema() as name`.execute(this.#db)
+    return rows.filter((r) => r.name !== null)
+  }
+
+  async getTables(): Promise<TableMetadata[]> {
+    // By oid within the one schema: nothing here looks another schema up by name.
+    const { rows } = await sql<{
+      schema: string
+      table: string
+      kind: string
+      column: string
+      type: string
+      type_schema: string
+      not_null: boolean
+      has_default: boolean
+      auto_incrementing: boolean
+    }>`
+      select ns.nspname as schema, c.relname as table, c.relkind as kind, a.attname as column,
+        t.typname as type, tns.nspname as type_schema, a.attnotnull as not_null,
+        a.atthasdef as has_default,
+        (a.attidentity <> '' or coalesce(pg_get_expr(d.adbin, d.adrelid) like 'nextval(%', false)) as auto_incrementing
+      from pg_catalog.pg_class c
+      join pg_catalog.pg_namespace ns on ns.oid = c.relnamespace
+      join pg_catalog.pg_attribute a on a.attrelid = c.oid
+      join pg_catalog.pg_type t on t.oid = a.atttypid
+      join pg_catalog.pg_namespace tns on tns.oid = t.typnamespace
+      left join pg_catalog.pg_attrdef d on d.adrelid = c.oid and d.adnum = a.attnum
+      where ns.nspname = current_schema() and c.relkind in ('r', 'v', 'p')
+        and a.attnum > 0 and not a.attisdropped
+      order by c.relname, a.attnum`.execute(this.#db)
+    const tables = new Map<string, { name: string; schema: string; isView: boolean; columns: TableMetadata['columns'][number][] }>()
+    for (const r of rows) {
+      let table = tables.get(r.table)
+      if (!table) {
+        table = { name: r.table, schema: r.schema, isView: r.kind === 'v', columns: [] }
+        tables.set(r.table, table)
+      }
+      table.columns.push({
+        name: r.column,
+        dataType: r.type,
+        dataTypeSchema: r.type_schema,
+        isNullable: !r.not_null,
+        hasDefaultValue: r.has_default,
+        isAutoIncrementing: r.auto_incrementing,
+      })
+    }
+    return [...tables.values()]
+  }
+
+  async getMetadata(): Promise<DatabaseMetadata> {
+    return { tables: await this.getTables() }
+  }
 }
 
 async function migrate(db: Kysely<Schema>): Promise<void> {
