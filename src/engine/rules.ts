@@ -427,6 +427,32 @@ export async function capture(
   return settleCapture(ctx, b, hold, input, settleSig, 'offchain', null)
 }
 
+type EntryFields = Pick<EntryRow, 'id' | 'taskId' | 'holdId' | 'amount' | 'peer' | 'tool' | 'reason' | 'at' | 'source' | 'sig'>
+
+/** A live entry; an on-chain one also carries its chain position and hook. */
+function entryRow(f: EntryFields, chain: ChainPosition | null = null, hook: string | null = null): EntryRow {
+  return {
+    id: f.id,
+    taskId: f.taskId,
+    holdId: f.holdId,
+    amount: f.amount,
+    peer: f.peer,
+    tool: f.tool,
+    reason: f.reason,
+    at: f.at,
+    source: f.source,
+    chainId: chain?.chainId ?? null,
+    hook,
+    blockNumber: chain?.blockNumber ?? null,
+    blockHash: chain?.blockHash ?? null,
+    txHash: chain?.txHash ?? null,
+    logIndex: chain?.logIndex ?? null,
+    confirmed: chain?.confirmed ?? false,
+    reverted: false,
+    sig: f.sig,
+  }
+}
+
 async function settleCapture(
   ctx: RuleContext,
   b: BudgetRow,
@@ -437,26 +463,22 @@ async function settleCapture(
   chain: ChainPosition | null,
   chainHook: string | null = null,
 ): Promise<{ entry: EntryRow; hold: HoldRow }> {
-  const entry: EntryRow = {
-    id: input.entryId ?? newId('entry'),
-    taskId: b.taskId,
-    holdId: hold.id,
-    amount: input.amount,
-    peer: input.peer,
-    tool: input.tool,
-    reason: input.reason,
-    at: input.at ?? ctx.now,
-    source,
-    chainId: chain?.chainId ?? null,
-    hook: chainHook ?? null,
-    blockNumber: chain?.blockNumber ?? null,
-    blockHash: chain?.blockHash ?? null,
-    txHash: chain?.txHash ?? null,
-    logIndex: chain?.logIndex ?? null,
-    confirmed: chain?.confirmed ?? false,
-    reverted: false,
-    sig: settleSig,
-  }
+  const entry = entryRow(
+    {
+      id: input.entryId ?? newId('entry'),
+      taskId: b.taskId,
+      holdId: hold.id,
+      amount: input.amount,
+      peer: input.peer,
+      tool: input.tool,
+      reason: input.reason,
+      at: input.at ?? ctx.now,
+      source,
+      sig: settleSig,
+    },
+    chain,
+    chainHook,
+  )
   const settled: HoldRow = {
     ...hold,
     status: 'captured',
@@ -553,7 +575,7 @@ export async function record(ctx: RuleContext, input: RecordInput): Promise<Entr
   }
   const b = await loadBudget(ctx, input.taskId)
   assertSpendable(b, input.amount)
-  const entry: EntryRow = {
+  const entry = entryRow({
     id: input.id ?? newId('entry'),
     taskId: b.taskId,
     holdId: null,
@@ -563,16 +585,8 @@ export async function record(ctx: RuleContext, input: RecordInput): Promise<Entr
     reason: input.reason,
     at: input.at ?? ctx.now,
     source: 'offchain',
-    chainId: null,
-    hook: null,
-    blockNumber: null,
-    blockHash: null,
-    txHash: null,
-    logIndex: null,
-    confirmed: false,
-    reverted: false,
     sig,
-  }
+  })
   await ctx.tx.insertEntry(entry)
   const after: BudgetRow = { ...b, spent: b.spent + input.amount, entryCount: b.entryCount + 1 }
   await apply(ctx, b, after, { kind: 'record', amount: input.amount, entryId: entry.id })
@@ -719,26 +733,11 @@ export async function applyChainSpends(ctx: RuleContext, taskId: string, inputs:
       out.push(captured.entry)
       continue
     }
-    const entry: EntryRow = {
-      id: entryId,
-      taskId,
-      holdId: null,
-      amount: input.amount,
-      peer: input.to,
-      tool: null,
-      reason: null,
-      at: ctx.now,
-      source: 'onchain',
-      chainId: input.chain.chainId,
-      hook: input.hook,
-      blockNumber: input.chain.blockNumber,
-      blockHash: input.chain.blockHash,
-      txHash: input.chain.txHash,
-      logIndex: input.chain.logIndex,
-      confirmed: input.chain.confirmed,
-      reverted: false,
-      sig: chainSig,
-    }
+    const entry = entryRow(
+      { id: entryId, taskId, holdId: null, amount: input.amount, peer: input.to, tool: null, reason: null, at: ctx.now, source: 'onchain', sig: chainSig },
+      input.chain,
+      input.hook,
+    )
     run.push(entry)
     unreserved.push(entry)
     out.push(entry)
