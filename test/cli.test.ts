@@ -168,6 +168,49 @@ describe.each(storeTargets)('cli on $name', (target) => {
   })
 })
 
+describe('cli --json', () => {
+  const guards = useGuards(storeTargets[0] as (typeof storeTargets)[0])
+
+  test('behavior: every command that changes the ledger prints one JSON document of what it did', async () => {
+    const db = await guards.url()
+    const run = async (...args: string[]) => {
+      const result = await cli([...args, '--json', '--db', db])
+      expect(result, args[0]).toMatchObject({ code: 0, stderr: '' })
+      return JSON.parse(result.stdout)
+    }
+    expect(await run('allocate', 't1', '--total', '10', '--asset', 'USDC', '--decimals', '6', '--thresholds', '0.5,0.9')).toMatchObject({
+      taskId: 't1',
+      total: '10000000',
+      spent: '0',
+      remaining: '10000000',
+      thresholds: [0.5, 0.9],
+      status: 'active',
+    })
+    const first = await run('reserve', 't1', '3')
+    expect(first).toMatchObject({ taskId: 't1', amount: '3000000', status: 'open' })
+    expect(first.ref).toMatch(/^0x[0-9a-f]{64}$/)
+    const captured = await run('capture', first.id, '2.5', '--peer', 'api.example.com')
+    expect(captured).toMatchObject({ taskId: 't1', holdId: first.id, amount: '2500000', peer: 'api.example.com', source: 'offchain' })
+    const second = await run('reserve', 't1', '1')
+    expect(await run('release', second.id)).toMatchObject({ id: second.id, amount: '1000000', status: 'released' })
+    const recorded = await run('record', 't1', '0.5', '--id', 'inv-1')
+    expect(recorded).toMatchObject({ id: 'inv-1', taskId: 't1', amount: '500000', source: 'offchain' })
+    expect(recorded).not.toHaveProperty('holdId')
+    const hook = '0x5FbDB2315678afecb367f032d93F642f64180aa3'
+    const account = '0x00000000000000000000000000000000000000A1'
+    expect(await run('bind', 't1', '--chain-id', '31337', '--hook', hook, '--account', account)).toMatchObject({
+      chainId: 31337,
+      hook: hook.toLowerCase(),
+      account: account.toLowerCase(),
+      taskId: 't1',
+      token: '0x0000000000000000000000000000000000000000',
+    })
+    expect(await run('unbind', '--chain-id', '31337', '--hook', hook, '--account', account)).toEqual({ removed: true })
+    expect(await run('close', 't1')).toMatchObject({ taskId: 't1', total: '10000000', spent: '3000000', entryCount: 2, releasedHolds: 0, status: 'closed' })
+    expect(await run('verify')).toEqual({ ok: true, problems: [] })
+  })
+})
+
 test('behavior: --help on every command shows an example', async () => {
   for (const command of ['allocate', 'status', 'reserve', 'capture', 'release', 'record', 'close', 'bind', 'unbind', 'journal', 'verify', 'sync', 'demo']) {
     const help = await cli([command, '--help'])

@@ -112,6 +112,22 @@ describe.each(storeTargets)('store durability ($name)', (target) => {
   })
 })
 
+test('default: a SQLite ledger file is in WAL mode, so readers never block the writer', async () => {
+  const { url, cleanup } = await sqliteTarget.fresh()
+  try {
+    await (await createGuard({ db: url })).destroy()
+    // WAL is a property of the file: a new connection finds it set.
+    const db = new Database(url.slice('sqlite:'.length), { readonly: true })
+    try {
+      expect(db.pragma('journal_mode', { simple: true })).toBe('wal')
+    } finally {
+      db.close()
+    }
+  } finally {
+    await cleanup()
+  }
+})
+
 test('behavior: sqlite:…?synchronous=NORMAL lowers the writer connection to NORMAL', async () => {
   const { url, cleanup } = await sqliteTarget.fresh()
   try {
