@@ -2,7 +2,7 @@ import Database from 'better-sqlite3'
 import { Kysely, PostgresDialect } from 'kysely'
 import pg from 'pg'
 import { describe, expect, test } from 'vitest'
-import { createGuard } from '../src/index.ts'
+import { InvalidArgumentError, createGuard } from '../src/index.ts'
 import { statements } from '../src/engine/store/statements.ts'
 import { sqliteTarget, storeTargets } from './helpers/stores.ts'
 
@@ -71,6 +71,30 @@ describe.each(storeTargets.filter((t) => t.name === 'postgres'))('store tenants 
     }
     expect(dropped).toBeGreaterThanOrEqual(10)
     expect(failures).toEqual([])
+  })
+
+  test('behavior: a search_path naming no existing schema is refused with InvalidArgumentError, creating nothing', async () => {
+    const { url, cleanup } = await target.fresh()
+    await cleanup()
+    const missing = new URL(url).searchParams.get('options')?.split('=')[1] as string
+    const admin = new pg.Client({ connectionString: process.env.SPENDGUARD_TEST_PG_URL })
+    await admin.connect()
+    // Where a store would land without a schema of its own: the database's default schema.
+    const tables = async () =>
+      (await admin.query<{ n: string }>("select count(*) as n from pg_tables where schemaname = 'public'")).rows[0]?.n
+    try {
+      const before = await tables()
+      const refused = await createGuard({ db: url }).then(
+        () => undefined,
+        (error: unknown) => error,
+      )
+      expect(refused).toBeInstanceOf(InvalidArgumentError)
+      expect((refused as InvalidArgumentError).argument).toBe('search_path')
+      expect((refused as Error).message).toContain(missing)
+      expect(await tables()).toBe(before)
+    } finally {
+      await admin.end()
+    }
   })
 
   test('behavior: the store introspects its own schema exactly as kysely does, and no other schema', async () => {

@@ -10,6 +10,7 @@ import {
   sql,
 } from 'kysely'
 import pg from 'pg'
+import { InvalidArgumentError } from '../errors.ts'
 import { createChainReads } from './chain-reads.ts'
 import { budgets as budgetCodec, outbox as outboxCodec } from './codec.ts'
 import { type Database as Schema, migrations } from './schema.ts'
@@ -50,7 +51,12 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
     // An idle client lost its connection; the pool replaces it on next use.
   })
   const db = new Kysely<Schema>({ dialect: new SchemaDialect({ pool }) })
-  await migrate(db)
+  try {
+    await migrate(db)
+  } catch (error) {
+    await db.destroy()
+    throw error
+  }
 
   let writer = await connect(options.connectionString)
   const names = new Map<string, string>()
@@ -251,12 +257,15 @@ class SchemaIntrospector implements DatabaseIntrospector {
 async function migrate(db: Kysely<Schema>): Promise<void> {
   // kysely's own tables live in the schema the connection writes to (search_path may name
   // a schema per tenant); looking for them elsewhere would find another schema's.
-  const { rows } = await sql<{ schema: string }>`select current_schema() as schema`.execute(db)
-  const migrator = new Migrator({
-    db,
-    provider: migrations('postgres'),
-    migrationTableSchema: rows[0]?.schema ?? 'public',
-  })
+  const { rows } = await sql<{ schema: string | null; path: string }>`select current_schema() as schema, current_setting('search_path') as path`.execute(db)
+  const schema = rows[0]?.schema
+  if (!schema)
+    throw new InvalidArgumentError({
+      argument: 'search_path',
+      value: rows[0]?.path,
+      reason: 'no schema in it exists in this database; create the schema first',
+    })
+  const migrator = new Migrator({ db, provider: migrations('postgres'), migrationTableSchema: schema })
   for (let attempt = 0; ; attempt++) {
     const { error } = await migrator.migrateToLatest()
     if (!error) return
