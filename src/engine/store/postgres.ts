@@ -51,14 +51,15 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
     // An idle client lost its connection; the pool replaces it on next use.
   })
   const db = new Kysely<Schema>({ dialect: new SchemaDialect({ pool }) })
+  let writer: pg.Client
   try {
     await migrate(db)
+    writer = await connect(options.connectionString)
   } catch (error) {
+    // Nothing stays open behind a failed open: the pool would keep the process alive.
     await db.destroy()
     throw error
   }
-
-  let writer = await connect(options.connectionString)
   const names = new Map<string, string>()
   const named = (text: string) => {
     let name = names.get(text)
