@@ -5,6 +5,7 @@ import {
   type Guard,
   type OverspentEvent,
   ReorgTooDeepError,
+  RpcInconsistentError,
   type UnreservedSpendEvent,
   createTracker,
 } from '../src/index.ts'
@@ -424,6 +425,51 @@ describe.each(storeTargets)('tracker on $name', (target) => {
       expect((await guard.entries('agent')).length).toBe(600)
       for (const fault of ['dropped', 'tooMany', 'serverError', 'slow', 'rangeRefused', 'oversized', 'forged'] as const)
         expect(proxy.counts[fault], fault).toBeGreaterThan(0)
+      expect(await guard.verify()).toEqual({ ok: true, problems: [] })
+    } finally {
+      await proxy.stop()
+    }
+  })
+
+  test('behavior: an RPC that lists each log twice in its answers never counts one twice', async () => {
+    const { stack, guard, fromBlock } = await setup()
+    const amounts = await spendMany(stack, 40, 4)
+    // Spends in another token are kept apart as foreign, each once too.
+    const other = await deployLocalStack({ rpcUrl: anvil.rpcUrl })
+    await stack.mint({ to: stack.account, amount: 100n, token: other.token })
+    await stack.pay({ to: peer(2), amount: 9n, token: other.token })
+    await stack.pay({ to: peer(3), amount: 11n, token: other.token })
+    const proxy = await startFaultyRpc(anvil.rpcUrl, { rate: 0, maxRangeBlocks: 1_000, oversizeAboveBlocks: 1_000, slowMs: 0, repeatLogs: 'identical' })
+    try {
+      const tracker = createTracker({ guard, rpcUrl: proxy.url, chainId: anvil.chainId, hook: stack.hook, fromBlock, reorgDepthMax: 4 })
+      await tracker.bind({ account: stack.account, taskId: 'agent', token: stack.token })
+      const result = await tracker.syncOnce()
+      expect(proxy.counts.repeated).toBeGreaterThanOrEqual(42)
+      expect(result.applied).toBe(40)
+      expect(result.foreign).toBe(2)
+      expect((await guard.get('agent')).spent).toBe(sum(amounts))
+      expect((await guard.entries('agent')).length).toBe(40)
+      expect((await tracker.status()).unassigned.foreign).toBe(2)
+      expect(await guard.verify()).toEqual({ ok: true, problems: [] })
+    } finally {
+      await proxy.stop()
+    }
+  })
+
+  test('behavior: an RPC answering with two different logs at one position is refused, and nothing of that answer applied', async () => {
+    const { stack, guard, fromBlock } = await setup()
+    await spendMany(stack, 10, 2)
+    const proxy = await startFaultyRpc(anvil.rpcUrl, { rate: 0, maxRangeBlocks: 1_000, oversizeAboveBlocks: 1_000, slowMs: 0, repeatLogs: 'altered' })
+    try {
+      const tracker = createTracker({ guard, rpcUrl: proxy.url, chainId: anvil.chainId, hook: stack.hook, fromBlock, reorgDepthMax: 4 })
+      await tracker.bind({ account: stack.account, taskId: 'agent', token: stack.token })
+      const refused = await tracker.syncOnce().then(
+        () => undefined,
+        (error: unknown) => error,
+      )
+      expect(refused).toBeInstanceOf(RpcInconsistentError)
+      expect(proxy.counts.repeated).toBeGreaterThan(0)
+      expect(await guard.get('agent')).toMatchObject({ spent: 0n, entryCount: 0 })
       expect(await guard.verify()).toEqual({ ok: true, problems: [] })
     } finally {
       await proxy.stop()

@@ -55,3 +55,16 @@ export class CursorMovedError extends SpendguardError {
     super('The chain cursor was moved by another process.')
   }
 }
+
+/** The RPC node answered with two different logs at one position: nothing from that answer is applied. */
+export class RpcInconsistentError extends SpendguardError {
+  override name = 'RpcInconsistentError'
+  override readonly code = 'RPC_INCONSISTENT'
+  readonly blockNumber: bigint
+  readonly logIndex: number
+  constructor({ blockNumber, logIndex }: { blockNumber: bigint; logIndex: number }) {
+    super(`RPC returned two different logs at block ${blockNumber}, log index ${logIndex}; none of that answer was applied.`)
+    this.blockNumber = blockNumber
+    this.logIndex = logIndex
+  }
+}

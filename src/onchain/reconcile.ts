@@ -55,7 +55,14 @@ export async function applyBatch(ctx: rules.RuleContext, batch: ApplyBatch): Pro
   // order; everything else is kept in chain_logs and reported, never summed into a budget.
   const spends = new Map<string, rules.ChainSpendInput[]>()
   const kept: ChainLogRow[] = []
+  let prior: SpendLog | undefined
   for (const log of batch.logs) {
+    // Each position once, in chain order: a repeat would be a second entry for one fact.
+    invariant(
+      !prior || prior.blockNumber < log.blockNumber || (prior.blockNumber === log.blockNumber && prior.logIndex < log.logIndex),
+      `chain logs of a batch out of order or repeated at block ${log.blockNumber}, log index ${log.logIndex}`,
+    )
+    prior = log
     const binding = await bindingOf(log.account, log.sender)
     const confirmed = log.blockNumber <= batch.confirmedUpTo
     if (binding && binding.token === log.token && log.amount > 0n) {

@@ -6,7 +6,7 @@ import type { BindingRow, ChainBlockRow, ChainLogRow } from '../engine/store/typ
 
 export type { BindParameters } from './bindings.ts'
 import { type SpendLog, decodeSpendLog, spendRecordedTopic } from './decode.ts'
-import { ChainMismatchError, CursorMovedError, ReorgTooDeepError } from './errors.ts'
+import { ChainMismatchError, CursorMovedError, ReorgTooDeepError, RpcInconsistentError } from './errors.ts'
 import { type PagePolicy, defaultPagePolicy, grow, isRangeError, shrink } from './range.ts'
 import { type BindParameters, type ChainScope, assertScope, bindAccount, listBindings, unbindAccount } from './bindings.ts'
 import * as reconcile from './reconcile.ts'
@@ -175,8 +175,24 @@ export function createTracker(parameters: CreateTrackerParameters): Tracker {
     return { chainId, hook, number: h.number, hash: h.hash, parentHash: h.parentHash }
   }
 
+  /**
+   * Logs in chain order, each position once. A node may list a log twice in one answer
+   * (the copy is dropped); two different logs at one position are an error, never a guess.
+   */
   function sortLogs(logs: SpendLog[]): SpendLog[] {
-    return logs.sort((a, b) => (a.blockNumber === b.blockNumber ? a.logIndex - b.logIndex : a.blockNumber < b.blockNumber ? -1 : 1))
+    logs.sort((a, b) => (a.blockNumber === b.blockNumber ? a.logIndex - b.logIndex : a.blockNumber < b.blockNumber ? -1 : 1))
+    let kept = 0
+    for (let i = 0; i < logs.length; i++) {
+      const log = logs[i] as SpendLog
+      const prior = kept > 0 ? (logs[kept - 1] as SpendLog) : undefined
+      if (prior && prior.blockNumber === log.blockNumber && prior.logIndex === log.logIndex) {
+        if (!sameLog(prior, log)) throw new RpcInconsistentError({ blockNumber: log.blockNumber, logIndex: log.logIndex })
+        continue
+      }
+      logs[kept++] = log
+    }
+    logs.length = kept
+    return logs
   }
 
   async function storedCursor(): Promise<reconcile.Cursor | null> {
@@ -448,4 +464,19 @@ function nonNegative(argument: string, value: unknown): number {
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0)
     throw new InvalidArgumentError({ argument, value, reason: 'an integer ≥ 0' })
   return value
+}
+
+function sameLog(a: SpendLog, b: SpendLog): boolean {
+  return (
+    a.blockHash === b.blockHash &&
+    a.txHash === b.txHash &&
+    a.account === b.account &&
+    a.token === b.token &&
+    a.sender === b.sender &&
+    a.to === b.to &&
+    a.amount === b.amount &&
+    a.windowSpent === b.windowSpent &&
+    a.cumulativeSpent === b.cumulativeSpent &&
+    a.ref === b.ref
+  )
 }

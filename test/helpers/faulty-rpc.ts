@@ -4,7 +4,8 @@ import type { AddressInfo } from 'node:net'
 /**
  * A JSON-RPC proxy on loopback in front of a real node that misbehaves on purpose:
  * it drops connections, answers 429 and 5xx, delays past the client's timeout, refuses
- * large getLogs ranges, returns oversized bodies, and slips in logs of other emitters.
+ * large getLogs ranges, returns oversized bodies, slips in logs of other emitters, and
+ * repeats logs within an answer.
  * Faults follow a seeded sequence, so a run is repeatable.
  */
 export type Faults = {
@@ -18,6 +19,8 @@ export type Faults = {
   slowMs: number
   /** A log of another emitter put into every getLogs answer, if given. */
   forgedLog?: Record<string, unknown>
+  /** Every getLogs answer lists each of its logs twice, the copies in reverse order at the end; 'altered' copies claim 1 more. */
+  repeatLogs?: 'identical' | 'altered'
   seed?: number
 }
 
@@ -27,7 +30,7 @@ export async function startFaultyRpc(upstream: string, faults: Faults) {
     seed = (seed * 1103515245 + 12345) % 2147483648
     return seed / 2147483648
   }
-  const counts = { requests: 0, dropped: 0, tooMany: 0, serverError: 0, slow: 0, rangeRefused: 0, oversized: 0, forged: 0 }
+  const counts = { requests: 0, dropped: 0, tooMany: 0, serverError: 0, slow: 0, rangeRefused: 0, oversized: 0, forged: 0, repeated: 0 }
 
   const forward = async (body: string) => {
     const response = await fetch(upstream, { method: 'POST', headers: { 'content-type': 'application/json' }, body })
@@ -87,6 +90,17 @@ export async function startFaultyRpc(upstream: string, faults: Faults) {
       if (Array.isArray(answer.result) && faults.forgedLog) {
         counts.forged++
         answer.result.push(faults.forgedLog)
+      }
+      if (Array.isArray(answer.result) && faults.repeatLogs && answer.result.length > 0) {
+        counts.repeated += answer.result.length
+        const copies = [...answer.result].reverse() as { data: string }[]
+        // The copy's amount word (the data's second word) one higher: same position, another log.
+        const alter = (log: { data: string }) => {
+          const word = 2 + 64
+          const amount = BigInt(`0x${log.data.slice(word, word + 64)}`) + 1n
+          return { ...log, data: log.data.slice(0, word) + amount.toString(16).padStart(64, '0') + log.data.slice(word + 64) }
+        }
+        answer.result.push(...(faults.repeatLogs === 'altered' ? copies.map(alter) : copies))
       }
       if (width > faults.oversizeAboveBlocks) {
         counts.oversized++
