@@ -476,6 +476,27 @@ describe.each(storeTargets)('tracker on $name', (target) => {
     }
   })
 
+  test('behavior: a getLogs node lagging behind the node serving blocks never costs the newest logs', async () => {
+    const { stack, guard, fromBlock } = await setup()
+    const proxy = await startFaultyRpc(anvil.rpcUrl, { rate: 0, maxRangeBlocks: 1_000, oversizeAboveBlocks: 1_000, slowMs: 0, rangeLagBlocks: 2 })
+    try {
+      const tracker = createTracker({ guard, rpcUrl: proxy.url, chainId: anvil.chainId, hook: stack.hook, fromBlock, reorgDepthMax: 8 })
+      await tracker.bind({ account: stack.account, taskId: 'agent', token: stack.token })
+      let paid = 0n
+      // Each sync finds its newest blocks in the unfinalized window, where the lagging answers are.
+      for (const amount of [5n, 7n, 11n]) {
+        await stack.pay({ to: peer(1), amount })
+        paid += amount
+        await tracker.syncOnce()
+        expect((await guard.get('agent')).spent).toBe(paid)
+      }
+      expect((await guard.entries('agent')).length).toBe(3)
+      expect(await guard.verify()).toEqual({ ok: true, problems: [] })
+    } finally {
+      await proxy.stop()
+    }
+  })
+
   test('behavior: another contract emitting the same event is ignored', async () => {
     const { stack, guard, fromBlock } = await setup()
     const impostor = await deployLocalStack({ rpcUrl: anvil.rpcUrl })

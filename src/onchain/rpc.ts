@@ -87,3 +87,24 @@ export async function getRawLogs(
     options,
   )) as RpcLog[]
 }
+
+/**
+ * `eth_getLogs` of one address and topic in the one block `blockHash` names (EIP-234). A node
+ * that does not have that block answers with an error rather than an empty list, so a
+ * lagging node behind a load balancer cannot pass for a block without logs.
+ */
+export async function getBlockLogs(
+  client: PublicClient,
+  params: { address: string; topic: string; blockHash: `0x${string}` },
+  options?: RpcOptions,
+): Promise<RpcLog[]> {
+  return (await withRetry(
+    'eth_getLogs',
+    () =>
+      request(client)({
+        method: 'eth_getLogs',
+        params: [{ address: params.address, topics: [params.topic], blockHash: params.blockHash }],
+      }),
+    options,
+  )) as RpcLog[]
+}

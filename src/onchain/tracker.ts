@@ -10,7 +10,7 @@ import { ChainMismatchError, CursorMovedError, ReorgTooDeepError, RpcInconsisten
 import { type PagePolicy, defaultPagePolicy, grow, isRangeError, shrink } from './range.ts'
 import { type BindParameters, type ChainScope, assertScope, bindAccount, listBindings, unbindAccount } from './bindings.ts'
 import * as reconcile from './reconcile.ts'
-import { type BlockHeader, type RpcOptions, createRpcClient, getChainId, getHeader, getRawLogs } from './rpc.ts'
+import { type BlockHeader, type RpcOptions, createRpcClient, getBlockLogs, getChainId, getHeader, getRawLogs } from './rpc.ts'
 
 export type CreateTrackerParameters = {
   guard: Guard
@@ -171,6 +171,17 @@ export function createTracker(parameters: CreateTrackerParameters): Tracker {
     }
   }
 
+  /** Logs of the one block `header` names. */
+  async function fetchBlock(header: BlockHeader): Promise<SpendLog[]> {
+    const raw = await getBlockLogs(client, { address: hook, topic: spendRecordedTopic, blockHash: header.hash }, rpcOptions)
+    const out: SpendLog[] = []
+    for (const log of raw) {
+      const decoded = decodeSpendLog(log, hook)
+      if (decoded) out.push(decoded)
+    }
+    return out
+  }
+
   function blockRow(h: BlockHeader): ChainBlockRow {
     return { chainId, hook, number: h.number, hash: h.hash, parentHash: h.parentHash }
   }
@@ -325,7 +336,10 @@ export function createTracker(parameters: CreateTrackerParameters): Tracker {
       const parentNumber = i === 0 ? base?.number : (headers[i - 1] as BlockHeader).number
       if (parent !== undefined && parentNumber === h.number - 1n && h.parentHash !== parent) throw new ChainMoved(i === 0)
     }
-    const logs = sortLogs(await fetchRange(liveFrom, head.number))
+    // Logs block by block, by hash: a node behind the one that served the headers cannot
+    // answer "no logs" for a block it does not have yet, as a range query would.
+    const perBlock = await Promise.all(headers.map((h) => queue.add(() => fetchBlock(h as BlockHeader)) as Promise<SpendLog[]>))
+    const logs = sortLogs(perBlock.flat())
     const hashes = new Map(headers.map((h) => [(h as BlockHeader).number, (h as BlockHeader).hash]))
     // A log from a block other than the one whose header we hold: the chain moved between requests.
     for (const log of logs) if (hashes.get(log.blockNumber) !== log.blockHash) throw new ChainMoved(false)

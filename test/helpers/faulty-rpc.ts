@@ -21,6 +21,12 @@ export type Faults = {
   forgedLog?: Record<string, unknown>
   /** Every getLogs answer lists each of its logs twice, the copies in reverse order at the end; 'altered' copies claim 1 more. */
   repeatLogs?: 'identical' | 'altered'
+  /**
+   * getLogs over a block range answers like a node this many blocks behind the one serving
+   * blocks (as behind a load balancer): logs of the newest blocks are missing, without error.
+   * A getLogs by block hash is answered in full.
+   */
+  rangeLagBlocks?: number
   seed?: number
 }
 
@@ -30,7 +36,7 @@ export async function startFaultyRpc(upstream: string, faults: Faults) {
     seed = (seed * 1103515245 + 12345) % 2147483648
     return seed / 2147483648
   }
-  const counts = { requests: 0, dropped: 0, tooMany: 0, serverError: 0, slow: 0, rangeRefused: 0, oversized: 0, forged: 0, repeated: 0 }
+  const counts = { requests: 0, dropped: 0, tooMany: 0, serverError: 0, slow: 0, rangeRefused: 0, oversized: 0, forged: 0, repeated: 0, lagged: 0 }
 
   const forward = async (body: string) => {
     const response = await fetch(upstream, { method: 'POST', headers: { 'content-type': 'application/json' }, body })
@@ -87,6 +93,13 @@ export async function startFaultyRpc(upstream: string, faults: Faults) {
         })
       }
       const answer = JSON.parse(await forward(body)) as { result?: unknown[] }
+      if (Array.isArray(answer.result) && faults.rangeLagBlocks && filter.toBlock !== undefined) {
+        const head = BigInt((JSON.parse(await forward(JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'eth_blockNumber' }))) as { result: string }).result)
+        const seen = head - BigInt(faults.rangeLagBlocks)
+        const before = answer.result.length
+        answer.result = answer.result.filter((log) => BigInt((log as { blockNumber: string }).blockNumber) <= seen)
+        counts.lagged += before - answer.result.length
+      }
       if (Array.isArray(answer.result) && faults.forgedLog) {
         counts.forged++
         answer.result.push(faults.forgedLog)
