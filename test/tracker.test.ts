@@ -497,6 +497,34 @@ describe.each(storeTargets)('tracker on $name', (target) => {
     }
   })
 
+  test('behavior: a node behind the cursor is waited for, never taken for a reorg', async () => {
+    const { stack, guard, fromBlock } = await setup()
+    const proxy = await startFaultyRpc(anvil.rpcUrl, { rate: 0, maxRangeBlocks: 1_000, oversizeAboveBlocks: 1_000, slowMs: 0 })
+    try {
+      const tracker = createTracker({ guard, rpcUrl: proxy.url, chainId: anvil.chainId, hook: stack.hook, fromBlock, reorgDepthMax: 8 })
+      await tracker.bind({ account: stack.account, taskId: 'agent', token: stack.token })
+      const amounts = [5n, 7n, 11n]
+      for (const amount of amounts) await stack.pay({ to: peer(1), amount })
+      await tracker.syncOnce()
+      expect((await guard.get('agent')).spent).toBe(sum(amounts))
+      // The next answers come from a node two blocks behind (a load balancer switched nodes):
+      // the spends of those blocks are still on the chain and must stay counted.
+      proxy.setNodeLag(2)
+      const behind = await tracker.syncOnce()
+      expect(behind).toMatchObject({ reorgs: 0, reverted: 0, applied: 0 })
+      expect((await guard.get('agent')).spent).toBe(sum(amounts))
+      // Caught up, with one more spend: counted once, nothing counted twice.
+      proxy.setNodeLag(0)
+      await stack.pay({ to: peer(1), amount: 13n })
+      expect(await tracker.syncOnce()).toMatchObject({ reorgs: 0, applied: 1 })
+      expect((await guard.get('agent')).spent).toBe(sum(amounts) + 13n)
+      expect((await guard.entries('agent')).filter((e) => !e.reverted)).toHaveLength(4)
+      expect(await guard.verify()).toEqual({ ok: true, problems: [] })
+    } finally {
+      await proxy.stop()
+    }
+  })
+
   test('behavior: another contract emitting the same event is ignored', async () => {
     const { stack, guard, fromBlock } = await setup()
     const impostor = await deployLocalStack({ rpcUrl: anvil.rpcUrl })

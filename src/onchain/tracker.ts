@@ -96,6 +96,18 @@ class ChainMoved extends Error {
   }
 }
 
+/**
+ * The node answering lacks a block the ledger already has (behind a load balancer, nodes
+ * lag one another). Only another hash at a height is evidence of a reorg: a missing block
+ * is waited for, since rolling back spends that are still on the chain would free budget
+ * that is already spent.
+ */
+class NodeBehind extends Error {
+  constructor() {
+    super('node behind')
+  }
+}
+
 const passesMax = 32
 const recentUnassignedMax = 20
 
@@ -232,10 +244,11 @@ export function createTracker(parameters: CreateTrackerParameters): Tracker {
     result.head = head.number
     let cursor = await storedCursor()
     if (cursor) {
-      if (cursor.number > head.number) throw new ChainMoved(true)
+      if (cursor.number > head.number) throw new NodeBehind()
       if (cursor.number + BigInt(reorgDepthMax) > head.number) {
         const at = await getHeader(client, cursor.number, rpcOptions)
-        if (!at || at.hash !== cursor.hash) throw new ChainMoved(true)
+        if (!at) throw new NodeBehind()
+        if (at.hash !== cursor.hash) throw new ChainMoved(true)
       }
     }
     const start = cursor ? cursor.number + 1n : fromBlock
@@ -331,7 +344,7 @@ export function createTracker(parameters: CreateTrackerParameters): Tracker {
     const headers = await Promise.all(numbers.map((n) => queue.add(() => getHeader(client, n, rpcOptions)) as Promise<BlockHeader | undefined>))
     const base = cursor ?? (pending[0] ? { number: pending[0].number, hash: pending[0].hash } : undefined)
     for (const [i, h] of headers.entries()) {
-      if (!h) throw new ChainMoved(false)
+      if (!h) throw new NodeBehind()
       const parent = i === 0 ? base?.hash : headers[i - 1]?.hash
       const parentNumber = i === 0 ? base?.number : (headers[i - 1] as BlockHeader).number
       if (parent !== undefined && parentNumber === h.number - 1n && h.parentHash !== parent) throw new ChainMoved(i === 0)
@@ -368,7 +381,8 @@ export function createTracker(parameters: CreateTrackerParameters): Tracker {
     let ancestor: reconcile.Cursor | undefined
     for (const block of kept) {
       const header = await getHeader(client, block.number, rpcOptions)
-      if (header && header.hash === block.hash) {
+      if (!header) throw new NodeBehind()
+      if (header.hash === block.hash) {
         ancestor = { number: block.number, hash: block.hash }
         break
       }
@@ -389,16 +403,22 @@ export function createTracker(parameters: CreateTrackerParameters): Tracker {
     const result = emptyResult(fromBlock, 0n)
     for (let attempt = 0; ; attempt++) {
       try {
-        await pass(result)
-        lastError = null
-        return result
-      } catch (error) {
-        if (attempt >= passesMax) throw error
-        if (error instanceof ChainMoved) {
+        try {
+          await pass(result)
+        } catch (error) {
+          if (!(error instanceof ChainMoved) || attempt >= passesMax) throw error
           if (error.atCursor) await handleReorg(result)
           continue
         }
-        if (error instanceof CursorMovedError) continue
+        lastError = null
+        return result
+      } catch (error) {
+        // Nothing more to do until the node catches up: what was applied stays, the next sync goes on.
+        if (error instanceof NodeBehind) {
+          lastError = null
+          return result
+        }
+        if (error instanceof CursorMovedError && attempt < passesMax) continue
         throw error
       }
     }

@@ -36,6 +36,7 @@ export async function startFaultyRpc(upstream: string, faults: Faults) {
     seed = (seed * 1103515245 + 12345) % 2147483648
     return seed / 2147483648
   }
+  let nodeLag = 0
   const counts = { requests: 0, dropped: 0, tooMany: 0, serverError: 0, slow: 0, rangeRefused: 0, oversized: 0, forged: 0, repeated: 0, lagged: 0 }
 
   const forward = async (body: string) => {
@@ -79,6 +80,30 @@ export async function startFaultyRpc(upstream: string, faults: Faults) {
       await new Promise((resolve) => setTimeout(resolve, faults.slowMs))
       if (!res.destroyed) reply(await forward(body))
       return
+    }
+
+    if (nodeLag > 0) {
+      // A node `nodeLag` blocks behind: its head is older and newer blocks are unknown to it.
+      const head = BigInt((JSON.parse(await forward(JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'eth_blockNumber' }))) as { result: string }).result)
+      const seen = head - BigInt(nodeLag)
+      if (call.method === 'eth_blockNumber') return reply({ jsonrpc: '2.0', id: call.id, result: `0x${seen.toString(16)}` })
+      if (call.method === 'eth_getBlockByNumber') {
+        const tag = call.params?.[0] as string
+        const number = tag === 'latest' ? seen : BigInt(tag)
+        if (number > seen) return reply({ jsonrpc: '2.0', id: call.id, result: null })
+        const params = [`0x${number.toString(16)}`, ...(call.params ?? []).slice(1)]
+        return reply(await forward(JSON.stringify({ ...call, params })))
+      }
+      if (call.method === 'eth_getLogs') {
+        const filter = (call.params?.[0] ?? {}) as { blockHash?: string }
+        const answer = JSON.parse(await forward(body)) as { result?: { blockNumber: string }[] }
+        if (Array.isArray(answer.result)) {
+          if (filter.blockHash !== undefined && answer.result.some((l) => BigInt(l.blockNumber) > seen))
+            return reply({ jsonrpc: '2.0', id: call.id, error: { code: -32000, message: 'unknown block' } })
+          answer.result = answer.result.filter((l) => BigInt(l.blockNumber) <= seen)
+        }
+        return reply(answer)
+      }
     }
 
     if (call.method === 'eth_getLogs') {
@@ -130,6 +155,10 @@ export async function startFaultyRpc(upstream: string, faults: Faults) {
   return {
     url: `http://127.0.0.1:${port}`,
     counts,
+    /** From now on, answer as a whole node this many blocks behind (0: caught up). */
+    setNodeLag(blocks: number) {
+      nodeLag = blocks
+    },
     async stop() {
       server.closeAllConnections()
       await new Promise<void>((resolve) => server.close(() => resolve()))
