@@ -288,7 +288,7 @@ export function createTracker(parameters: CreateTrackerParameters): Tracker {
           next = b + 1n
           const page = queue.add(async () => {
             const [logs, header] = await Promise.all([fetchRange(a, b), getHeader(client, b, rpcOptions)])
-            if (!header) throw new Error(`the node has no block ${b}`)
+            if (!header) throw new NodeBehind()
             return { from: a, to: b, logs, header }
           }) as Promise<Page>
           page.then((value) => arrived.set(page, value)).catch(() => {})
