@@ -97,6 +97,39 @@ describe.each(storeTargets.filter((t) => t.name === 'postgres'))('store tenants 
     }
   })
 
+  test('behavior: connections the server drops between operations are replaced; nothing acknowledged is lost', async () => {
+    const { url, cleanup } = await target.fresh()
+    // A name for this guard's connections alone: other test files share the server.
+    const app = `sg_${Math.random().toString(36).slice(2, 10)}`
+    const named = new URL(url)
+    named.searchParams.set('application_name', app)
+    const guard = await createGuard({ db: named.toString() })
+    const admin = new pg.Client({ connectionString: process.env.SPENDGUARD_TEST_PG_URL })
+    await admin.connect()
+    try {
+      await guard.allocate('t', { total: 1_000n, asset: 'USDC', decimals: 6 })
+      const first = await guard.reserve('t', 100n)
+      expect(await guard.check('t', 1n)).toMatchObject({ allowed: true, remaining: 900n })
+      const killed = await admin.query('select pg_terminate_backend(pid) from pg_stat_activity where application_name = $1', [app])
+      // The writer and at least one reader were connected, and are gone.
+      expect(killed.rowCount).toBeGreaterThanOrEqual(2)
+      const second = await guard.reserve('t', 200n)
+      expect(await guard.capture(first.id, 50n)).toMatchObject({ amount: 50n, holdId: first.id })
+      expect(await guard.check('t', 1n)).toMatchObject({ allowed: true, remaining: 750n })
+      expect(await guard.get('t')).toMatchObject({ spent: 50n, reserved: 200n, openHolds: 1 })
+      expect((await guard.holds('t')).map((h) => [h.id, h.status])).toEqual([
+        [first.id, 'captured'],
+        [second.id, 'open'],
+      ])
+      expect((await guard.journal({ taskId: 't' })).map((j) => j.kind)).toEqual(['allocate', 'reserve', 'reserve', 'capture'])
+      expect(await guard.verify()).toEqual({ ok: true, problems: [] })
+    } finally {
+      await admin.end()
+      await guard.destroy()
+      await cleanup()
+    }
+  })
+
   test('behavior: the store introspects its own schema exactly as kysely does, and no other schema', async () => {
     const mine = await target.fresh()
     const other = await target.fresh()
