@@ -38,8 +38,9 @@ export async function createChainSections(): Promise<ChainSections> {
 
 /**
  * The client the tracker builds for an RPC URL (http, no transport retries, 10 s timeout),
- * wrapped to note each eth_getLogs range it asked for and whether the answer came back:
- * the baselines replay exactly the ranges that returned logs.
+ * wrapped to note each eth_getLogs range it asked for and whether the answer came back (a
+ * request by block hash counts as that one block): the baselines replay exactly the ranges
+ * that returned logs.
  */
 function recordingClient(rpcUrl: string, ranges: (Page & { ok: boolean })[]): PublicClient {
   const inner = http(rpcUrl, { retryCount: 0, timeout: 10_000 })({ retryCount: 0 })
@@ -48,8 +49,15 @@ function recordingClient(rpcUrl: string, ranges: (Page & { ok: boolean })[]): Pu
     {
       async request({ method, params }: { method: string; params?: unknown }) {
         if (method !== 'eth_getLogs') return request({ method, params })
-        const [filter] = params as [{ fromBlock: `0x${string}`; toBlock: `0x${string}` }]
-        const range = { from: BigInt(filter.fromBlock), to: BigInt(filter.toBlock) }
+        const [filter] = params as [{ fromBlock?: `0x${string}`; toBlock?: `0x${string}`; blockHash?: `0x${string}` }]
+        if (filter.blockHash !== undefined) {
+          // The unfinalized blocks are read one by one, by hash: noted as a one-block range.
+          const result = (await request({ method, params })) as { blockNumber: `0x${string}` }[]
+          const first = result[0]
+          if (first) ranges.push({ from: BigInt(first.blockNumber), to: BigInt(first.blockNumber), ok: true })
+          return result
+        }
+        const range = { from: BigInt(filter.fromBlock as string), to: BigInt(filter.toBlock as string) }
         try {
           const result = await request({ method, params })
           ranges.push({ ...range, ok: true })
