@@ -513,6 +513,7 @@ describe.each(storeTargets)('tracker on $name', (target) => {
       const behind = await tracker.syncOnce()
       expect(behind).toMatchObject({ reorgs: 0, reverted: 0, applied: 0 })
       expect((await guard.get('agent')).spent).toBe(sum(amounts))
+      expect(await tracker.status()).toMatchObject({ lagBlocks: 0n, error: null })
       // Caught up, with one more spend: counted once, nothing counted twice.
       proxy.setNodeLag(0)
       await stack.pay({ to: peer(1), amount: 13n })

@@ -484,7 +484,8 @@ export function createTracker(parameters: CreateTrackerParameters): Tracker {
         running: loop !== undefined,
         cursor: cursor ? { blockNumber: cursor.blockNumber, blockHash: cursor.blockHash } : null,
         head: lastHead,
-        lagBlocks: lastHead === null ? null : lastHead - (cursor?.blockNumber ?? fromBlock - 1n),
+        // Never below 0: a node behind the cursor does not put the tracker ahead of the chain.
+        lagBlocks: lastHead === null ? null : max0(lastHead - (cursor?.blockNumber ?? fromBlock - 1n)),
         confirmed: counts.confirmed,
         unconfirmed: counts.unconfirmed,
         unassigned: { unbound: counts.unbound, foreign: counts.foreign, recent },
@@ -514,3 +515,5 @@ function sameLog(a: SpendLog, b: SpendLog): boolean {
     a.ref === b.ref
   )
 }
+
+const max0 = (n: bigint) => (n > 0n ? n : 0n)
