@@ -4,8 +4,8 @@ import type { AddressInfo } from 'node:net'
 /**
  * A JSON-RPC proxy on loopback in front of a real node that misbehaves on purpose:
  * it drops connections, answers 429 and 5xx, delays past the client's timeout, refuses
- * large getLogs ranges, returns oversized bodies, slips in logs of other emitters, and
- * repeats logs within an answer.
+ * large getLogs ranges, returns oversized bodies, slips in logs of other emitters, repeats
+ * logs within an answer, and answers like a node some blocks behind (as behind a load balancer).
  * Faults follow a seeded sequence, so a run is repeatable.
  */
 export type Faults = {
@@ -43,6 +43,8 @@ export async function startFaultyRpc(upstream: string, faults: Faults) {
     const response = await fetch(upstream, { method: 'POST', headers: { 'content-type': 'application/json' }, body })
     return response.text()
   }
+  const upstreamHead = async () =>
+    BigInt((JSON.parse(await forward(JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'eth_blockNumber' }))) as { result: string }).result)
 
   const server = createServer(async (req: IncomingMessage, res: ServerResponse) => {
     const chunks: Buffer[] = []
@@ -84,8 +86,7 @@ export async function startFaultyRpc(upstream: string, faults: Faults) {
 
     if (nodeLag > 0) {
       // A node `nodeLag` blocks behind: its head is older and newer blocks are unknown to it.
-      const head = BigInt((JSON.parse(await forward(JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'eth_blockNumber' }))) as { result: string }).result)
-      const seen = head - BigInt(nodeLag)
+      const seen = (await upstreamHead()) - BigInt(nodeLag)
       if (call.method === 'eth_blockNumber') return reply({ jsonrpc: '2.0', id: call.id, result: `0x${seen.toString(16)}` })
       if (call.method === 'eth_getBlockByNumber') {
         const tag = call.params?.[0] as string
@@ -119,8 +120,7 @@ export async function startFaultyRpc(upstream: string, faults: Faults) {
       }
       const answer = JSON.parse(await forward(body)) as { result?: unknown[] }
       if (Array.isArray(answer.result) && faults.rangeLagBlocks && filter.toBlock !== undefined) {
-        const head = BigInt((JSON.parse(await forward(JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'eth_blockNumber' }))) as { result: string }).result)
-        const seen = head - BigInt(faults.rangeLagBlocks)
+        const seen = (await upstreamHead()) - BigInt(faults.rangeLagBlocks)
         const before = answer.result.length
         answer.result = answer.result.filter((log) => BigInt((log as { blockNumber: string }).blockNumber) <= seen)
         counts.lagged += before - answer.result.length
