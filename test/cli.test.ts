@@ -69,6 +69,9 @@ describe.each(storeTargets)('cli on $name', (target) => {
     expect(precise.stderr).toContain('at most 6 fractional digits')
     const usage = await run('reserve', 't1')
     expect(usage.code).toBe(2)
+    const thresholds = await run('allocate', 't2', '--total', '1', '--asset', 'USDC', '--decimals', '6', '--thresholds', '0.5,abc')
+    expect(thresholds.code).toBe(2)
+    expect(thresholds.stderr.trim()).toBe('spendguard: Invalid thresholds "0.5,abc": fractions separated by commas, e.g. 0.5,0.8,0.95')
     // Nothing refused changed the ledger: the journal holds the allocation and the one record.
     const journal = JSON.parse((await run('journal', '--json')).stdout) as { kind: string }[]
     expect(journal.map((j) => j.kind)).toEqual(['allocate', 'record'])

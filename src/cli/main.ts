@@ -68,6 +68,16 @@ function showBudget(b: TaskBudget): string[] {
   return lines
 }
 
+/** `0.5,0.8,0.95` → numbers; anything that is not a number is refused as written. */
+function fractions(argument: string, text: string): number[] {
+  return text.split(',').map((part) => {
+    const value = Number(part.trim())
+    if (part.trim() === '' || !Number.isFinite(value))
+      throw new InvalidArgumentError({ argument, value: text, reason: 'fractions separated by commas, e.g. 0.5,0.8,0.95' })
+    return value
+  })
+}
+
 function buildProgram(): Command {
   const program = new Command('spendguard')
     .description('A spending guard for AI agents that pay: task budgets, holds, an exact ledger, on-chain reconciliation.')
@@ -99,7 +109,7 @@ function buildProgram(): Command {
           total: parseUnits(o.total, decimals),
           asset: o.asset,
           decimals,
-          thresholds: o.thresholds?.split(',').map((t) => Number(t.trim())),
+          thresholds: o.thresholds === undefined ? undefined : fractions('thresholds', o.thresholds),
           hardLimit: o.soft ? false : undefined,
           metadata,
         })

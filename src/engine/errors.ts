@@ -205,5 +205,6 @@ function describe(value: unknown): string {
   if (value === null) return 'null'
   if (value === undefined) return 'undefined'
   if (typeof value === 'number') return String(value)
+  if (Array.isArray(value)) return `(array of ${value.length})`
   return `(${typeof value})`
 }
