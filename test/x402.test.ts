@@ -25,6 +25,7 @@ import {
   type X402Asset,
   type X402PaymentEvent,
   createX402Guard,
+  settledAmount,
   testUsdcAbi,
   testUsdcBytecode,
   wrapFetchWithSpendguard,
@@ -383,5 +384,43 @@ describe('x402 adapter, end to end on anvil', () => {
     expect(() => createX402Guard({ guard, taskId, assets: [{ network, asset: token }] }).register(client)).toThrow(
       InvalidArgumentError,
     )
+  })
+})
+
+describe('x402 settled amount', () => {
+  const payer = '0x00000000000000000000000000000000000000A1'
+  const payTo = '0x00000000000000000000000000000000000000B2'
+  const asset = '0x00000000000000000000000000000000000000C3'
+  const requirements = (scheme: string) =>
+    ({ scheme, network: 'eip155:31337', asset, amount: '1000', payTo, maxTimeoutSeconds: 60, extra: {} }) as never
+  const payload = { x402Version: 2, payload: { authorization: { from: payer, to: payTo, value: '1000' } } } as never
+  const settlement = (amount: string | undefined) =>
+    ({ success: true, transaction: `0x${'ab'.repeat(32)}`, network: 'eip155:31337', payer, amount }) as never
+
+  test('behavior: an exact settlement claiming less than was signed counts the signed value', async () => {
+    // A payee paid 1000 that reports 1 would otherwise free 999 of budget already spent.
+    expect(await settledAmount({ settlement: settlement('1'), payload, requirements: requirements('exact'), reserved: 1000n })).toEqual({
+      amount: 1000n,
+      source: 'authorization',
+    })
+    expect(await settledAmount({ settlement: settlement('0'), payload, requirements: requirements('exact'), reserved: 1000n })).toEqual({
+      amount: 1000n,
+      source: 'authorization',
+    })
+    expect(await settledAmount({ settlement: settlement('1000'), payload, requirements: requirements('exact'), reserved: 1000n })).toEqual({
+      amount: 1000n,
+      source: 'response',
+    })
+    expect(await settledAmount({ settlement: settlement(undefined), payload, requirements: requirements('exact'), reserved: 1000n })).toEqual({
+      amount: 1000n,
+      source: 'authorization',
+    })
+  })
+
+  test('behavior: a scheme that settles up to the signed value reports its own amount', async () => {
+    expect(await settledAmount({ settlement: settlement('250'), payload, requirements: requirements('upto'), reserved: 1000n })).toEqual({
+      amount: 250n,
+      source: 'response',
+    })
   })
 })

@@ -169,7 +169,13 @@ export async function settlementReceiptAmount(parameters: Omit<SettledAmountPara
 export async function settledAmount(parameters: SettledAmountParameters): Promise<SettledAmount> {
   const { settlement, payload, requirements } = parameters
   const reported = parseAtomicAmount(settlement.amount)
-  if (reported !== undefined) return { amount: reported, source: 'response' }
+  if (reported !== undefined) {
+    // `exact` moves what was signed or nothing: a successful settlement that claims less is
+    // not believed, or a payee could free budget it has already been paid.
+    const signed = requirements.scheme === 'exact' ? signedAuthorization(payload.payload).value : undefined
+    if (signed !== undefined && reported < signed) return { amount: signed, source: 'authorization' }
+    return { amount: reported, source: 'response' }
+  }
 
   const moved = await settlementReceiptAmount(parameters)
   if (moved !== undefined) return { amount: moved, source: 'receipt' }
