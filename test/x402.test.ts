@@ -54,6 +54,8 @@ let token: Address
 let payee: Address
 let facilitator: LocalFacilitator
 let resource: LocalResourceServer
+/** A transaction that moved tokens, but not from the payer to the payee. */
+let mintTx: Hex
 
 beforeAll(async () => {
   anvil = await startAnvil()
@@ -77,6 +79,7 @@ beforeAll(async () => {
     args: [privateKeyToAccount(payerKey).address, 1_000_000_000n],
   })
   await publicClient.waitForTransactionReceipt({ hash: mint, pollingInterval: 20 })
+  mintTx = mint
   payee = privateKeyToAccount(payeeKey).address
 
   facilitator = await startFacilitator({ rpcUrl: anvil.rpcUrl, chain, network, privateKey: facilitatorKey })
@@ -333,6 +336,19 @@ describe('x402 adapter, end to end on anvil', () => {
 
     expect(events.find((e) => e.type === 'captured')).toMatchObject({ amountSource: 'receipt', entry: { amount: price } })
     expect((await guard.get(taskId)).spent).toBe(payerBefore - (await balanceOf(payer)))
+  })
+
+  test('behavior: an exact settlement naming a transaction that paid the payee nothing still counts the signed value', async () => {
+    const from = privateKeyToAccount(payerKey).address
+    const payload = { x402Version: 2, payload: { authorization: { from, to: payee, value: price.toString() } } } as never
+    const requirements = { scheme: 'exact', network, asset: token, amount: price.toString(), payTo: payee, maxTimeoutSeconds: 60, extra: {} } as never
+    // A success answer whose transaction is the token's mint: the receipt shows nothing moved to
+    // the payee, yet the signed authorization could still be settled until it expires.
+    const settlement = { success: true, transaction: mintTx, network, payer: from } as never
+    expect(await settledAmount({ settlement, payload, requirements, reserved: price, publicClient })).toEqual({
+      amount: price,
+      source: 'authorization',
+    })
   })
 
   test('behavior: an unconfirmed settlement is resolved on chain with a client, kept reserved without one', async () => {

@@ -159,7 +159,8 @@ export async function settlementReceiptAmount(parameters: Omit<SettledAmountPara
 /**
  * The amount a successful settlement moved, and how it is known (see {@link SettledAmountSource}).
  * An amount of 0 means the evidence says nothing moved (a reverted transaction, or no matching
- * transfer in it). When the receipt cannot be read in time, the next source is used.
+ * transfer in it); for `exact`, never less than the signed value counts. When the receipt
+ * cannot be read in time, the next source is used.
  *
  * @example
  * import { settledAmount } from 'spendguard'
@@ -168,20 +169,20 @@ export async function settlementReceiptAmount(parameters: Omit<SettledAmountPara
  */
 export async function settledAmount(parameters: SettledAmountParameters): Promise<SettledAmount> {
   const { settlement, payload, requirements } = parameters
+  // `exact` moves what was signed or nothing. A successful settlement that claims less, or
+  // names a transaction that moved less, is not believed: the signed authorization stays
+  // good until it expires, and a payee could otherwise free budget it has been paid.
+  const signed = requirements.scheme === 'exact' ? signedAuthorization(payload.payload).value : undefined
   const reported = parseAtomicAmount(settlement.amount)
   if (reported !== undefined) {
-    // `exact` moves what was signed or nothing: a successful settlement that claims less is
-    // not believed, or a payee could free budget it has already been paid.
-    const signed = requirements.scheme === 'exact' ? signedAuthorization(payload.payload).value : undefined
     if (signed !== undefined && reported < signed) return { amount: signed, source: 'authorization' }
     return { amount: reported, source: 'response' }
   }
 
   const moved = await settlementReceiptAmount(parameters)
-  if (moved !== undefined) return { amount: moved, source: 'receipt' }
+  if (moved !== undefined && (signed === undefined || moved >= signed)) return { amount: moved, source: 'receipt' }
 
   // No receipt (or none in time): the settlement succeeded, so fall back to what was signed.
-  const signed = signedAuthorization(payload.payload).value
-  if (requirements.scheme === 'exact' && signed !== undefined) return { amount: signed, source: 'authorization' }
+  if (signed !== undefined) return { amount: signed, source: 'authorization' }
   return { amount: parameters.reserved, source: 'reserved' }
 }
