@@ -526,6 +526,35 @@ describe.each(storeTargets)('tracker on $name', (target) => {
     }
   })
 
+  test('behavior: a chain that became shorter is rolled back at once; one started over stops the tracker', async () => {
+    const { stack, guard, fromBlock } = await setup()
+    const tracker = createTracker({ guard, rpcUrl: anvil.rpcUrl, chainId: anvil.chainId, hook: stack.hook, fromBlock, reorgDepthMax: 4 })
+    await tracker.bind({ account: stack.account, taskId: 'agent', token: stack.token })
+    await stack.pay({ to: peer(1), amount: 5n })
+    const shorter = (await rpc(anvil.rpcUrl, 'evm_snapshot')) as Hex
+    await stack.pay({ to: peer(1), amount: 7n })
+    await stack.pay({ to: peer(1), amount: 11n })
+    await tracker.syncOnce()
+    expect((await guard.get('agent')).spent).toBe(23n)
+    // Back two blocks, then one other block: the head is below the cursor and differs from the
+    // block the ledger kept at its height.
+    await rpc(anvil.rpcUrl, 'evm_revert', [shorter])
+    await rpc(anvil.rpcUrl, 'anvil_mine', [numberToHex(1)])
+    expect(await tracker.syncOnce()).toMatchObject({ reorgs: 1, reverted: 2 })
+    expect((await guard.get('agent')).spent).toBe(5n)
+    expect(await guard.verify()).toEqual({ ok: true, problems: [] })
+
+    // A chain that starts over far below the kept window: nothing is rolled back, the tracker says why.
+    const restart = (await rpc(anvil.rpcUrl, 'evm_snapshot')) as Hex
+    for (let i = 0; i < 8; i++) await stack.pay({ to: peer(2), amount: 1n })
+    await tracker.syncOnce()
+    expect((await guard.get('agent')).spent).toBe(13n)
+    await rpc(anvil.rpcUrl, 'evm_revert', [restart])
+    await rpc(anvil.rpcUrl, 'anvil_mine', [numberToHex(1)])
+    await expect(tracker.syncOnce()).rejects.toBeInstanceOf(ReorgTooDeepError)
+    expect((await guard.get('agent')).spent).toBe(13n)
+  })
+
   test('behavior: another contract emitting the same event is ignored', async () => {
     const { stack, guard, fromBlock } = await setup()
     const impostor = await deployLocalStack({ rpcUrl: anvil.rpcUrl })

@@ -244,7 +244,14 @@ export function createTracker(parameters: CreateTrackerParameters): Tracker {
     result.head = head.number
     let cursor = await storedCursor()
     if (cursor) {
-      if (cursor.number > head.number) throw new NodeBehind()
+      if (cursor.number > head.number) {
+        // The node's head is below the ledger's cursor: a node behind on the same chain (its
+        // head is a block the ledger kept) is waited for; another hash there, or a head below
+        // the kept window (a chain started over), is handled as a reorg.
+        const kept = (await store.chain.blocks(chainId, hook, head.number)).at(-1)
+        if (kept?.number === head.number && kept.hash === head.hash) throw new NodeBehind()
+        throw new ChainMoved(true)
+      }
       if (cursor.number + BigInt(reorgDepthMax) > head.number) {
         const at = await getHeader(client, cursor.number, rpcOptions)
         if (!at) throw new NodeBehind()
@@ -381,7 +388,11 @@ export function createTracker(parameters: CreateTrackerParameters): Tracker {
     let ancestor: reconcile.Cursor | undefined
     for (const block of kept) {
       const header = await getHeader(client, block.number, rpcOptions)
-      if (!header) throw new NodeBehind()
+      if (!header) {
+        // Above the node's head: the chain it follows is shorter; below it, the node is unsure.
+        if (lastHead !== null && block.number > lastHead) continue
+        throw new NodeBehind()
+      }
       if (header.hash === block.hash) {
         ancestor = { number: block.number, hash: block.hash }
         break
