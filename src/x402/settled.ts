@@ -182,7 +182,8 @@ export async function settledAmount(parameters: SettledAmountParameters): Promis
   const moved = await settlementReceiptAmount(parameters)
   if (moved !== undefined && (signed === undefined || moved >= signed)) return { amount: moved, source: 'receipt' }
 
-  // No receipt (or none in time): the settlement succeeded, so fall back to what was signed.
+  // No receipt (or none in time, or an `exact` one showing less): the settlement succeeded, so
+  // what was signed counts.
   if (signed !== undefined) return { amount: signed, source: 'authorization' }
   return { amount: parameters.reserved, source: 'reserved' }
 }
