@@ -2,6 +2,7 @@ import { type Address, type Hex, encodeFunctionData, encodePacked, numberToHex, 
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import {
   type AlertEvent,
+  type CreateTrackerParameters,
   type Guard,
   type OverspentEvent,
   ReorgTooDeepError,
@@ -63,18 +64,16 @@ describe.each(storeTargets)('tracker on $name', (target) => {
     const fromBlock = (await stack.publicClient.getBlockNumber()) + 1n
     const guard = options.guard ?? (await guards.guard({ hardLimit: options.hardLimit }))
     await guard.allocate('agent', { total: options.total ?? 10n ** 30n, ...USDC })
-    return { stack, guard, fromBlock }
+    /** A tracker of this stack's hook from `fromBlock` into `guard`; `options` add to or replace the defaults. */
+    const follow = (options: Partial<CreateTrackerParameters> = {}) =>
+      createTracker({ guard, rpcUrl: anvil.rpcUrl, chainId: anvil.chainId, hook: stack.hook, fromBlock, ...options })
+    return { stack, guard, fromBlock, follow }
   }
 
   test('default: backfills 5,000 logs over many blocks, totals exact', async () => {
-    const { stack, guard, fromBlock } = await setup()
+    const { stack, guard, follow } = await setup()
     const amounts = await spendMany(stack, 5_000, 50)
-    const tracker = createTracker({
-      guard,
-      rpcUrl: anvil.rpcUrl,
-      chainId: anvil.chainId,
-      hook: stack.hook,
-      fromBlock,
+    const tracker = follow({
       confirmations: 5,
       reorgDepthMax: 16,
       pageBlocks: { initialBlocks: 8 },
@@ -99,9 +98,9 @@ describe.each(storeTargets)('tracker on $name', (target) => {
   })
 
   test('behavior: live follow sees a new spend within one poll interval', async () => {
-    const { stack, guard, fromBlock } = await setup()
+    const { stack, guard, follow } = await setup()
     const pollIntervalMs = 400
-    const tracker = createTracker({ guard, rpcUrl: anvil.rpcUrl, chainId: anvil.chainId, hook: stack.hook, fromBlock, pollIntervalMs })
+    const tracker = follow({ pollIntervalMs })
     await tracker.bind({ account: stack.account, taskId: 'agent', token: stack.token })
     await tracker.syncOnce()
     tracker.start()
@@ -120,7 +119,7 @@ describe.each(storeTargets)('tracker on $name', (target) => {
   })
 
   test('behavior: refs capture their hold, unreserved spends alert, unbound and foreign spends are kept apart', async () => {
-    const { stack, guard, fromBlock } = await setup({ total: 10_000n })
+    const { stack, guard, follow } = await setup({ total: 10_000n })
     const other = await deployLocalStack({ rpcUrl: anvil.rpcUrl })
     const unreserved: UnreservedSpendEvent[] = []
     guard.on('unreserved_spend', (e) => void unreserved.push(e))
@@ -133,7 +132,7 @@ describe.each(storeTargets)('tracker on $name', (target) => {
     // The same account pays with another token: foreign to the task's asset.
     await stack.mint({ to: stack.account, amount: 10_000n, token: other.token })
     await stack.pay({ to: peer(4), amount: 5_000n, token: other.token })
-    const tracker = createTracker({ guard, rpcUrl: anvil.rpcUrl, chainId: anvil.chainId, hook: stack.hook, fromBlock })
+    const tracker = follow()
     await tracker.bind({ account: stack.account, taskId: 'agent', token: stack.token })
     const result = await tracker.syncOnce()
     expect(result).toMatchObject({ applied: 3, foreign: 1 })
@@ -159,9 +158,9 @@ describe.each(storeTargets)('tracker on $name', (target) => {
   })
 
   test('behavior: spends of an unbound account are reported, never summed', async () => {
-    const { stack, guard, fromBlock } = await setup()
+    const { stack, guard, follow } = await setup()
     await stack.pay({ to: peer(1), amount: 77n })
-    const tracker = createTracker({ guard, rpcUrl: anvil.rpcUrl, chainId: anvil.chainId, hook: stack.hook, fromBlock })
+    const tracker = follow()
     expect(await tracker.syncOnce()).toMatchObject({ logs: 1, applied: 0, unbound: 1 })
     expect((await guard.get('agent')).spent).toBe(0n)
     const status = await tracker.status()
@@ -170,7 +169,7 @@ describe.each(storeTargets)('tracker on $name', (target) => {
   })
 
   test('behavior: a binding naming a sender takes only that sender\'s spends; a sender-less binding takes the rest', async () => {
-    const { stack, guard, fromBlock } = await setup()
+    const { stack, guard, follow } = await setup()
     await guard.allocate('other', { total: 10n ** 30n, ...USDC })
     // The account's only callers are its owner and the account itself. A payment the account
     // makes by calling its own `execute` reaches the hook with the account as msg.sender, so
@@ -191,7 +190,7 @@ describe.each(storeTargets)('tracker on $name', (target) => {
 
     const byOwner = [await stack.pay({ to: peer(1), amount: 100n }), await stack.pay({ to: peer(2), amount: 200n })]
     const byAccount = await payAsAccount([{ to: peer(3), amount: 7n }])
-    const tracker = createTracker({ guard, rpcUrl: anvil.rpcUrl, chainId: anvil.chainId, hook: stack.hook, fromBlock })
+    const tracker = follow()
     await tracker.bind({ account: stack.account, sender: stack.owner, taskId: 'agent', token: stack.token })
     // Only the owner's spends are bound; the account's own spend has no binding.
     expect(await tracker.syncOnce()).toMatchObject({ logs: 3, applied: 2, unbound: 1 })
@@ -224,16 +223,11 @@ describe.each(storeTargets)('tracker on $name', (target) => {
   })
 
   test('behavior: a spend is confirmed once it is `confirmations` blocks below the head, not before', async () => {
-    const { stack, guard, fromBlock } = await setup()
+    const { stack, guard, follow } = await setup()
     const confirmations = 4
     // Eight spends, one block each.
     for (let i = 0; i < 8; i++) await stack.pay({ to: peer(i), amount: 10n + BigInt(i) })
-    const tracker = createTracker({
-      guard,
-      rpcUrl: anvil.rpcUrl,
-      chainId: anvil.chainId,
-      hook: stack.hook,
-      fromBlock,
+    const tracker = follow({
       confirmations,
       reorgDepthMax: 16,
     })
@@ -271,15 +265,10 @@ describe.each(storeTargets)('tracker on $name', (target) => {
   })
 
   test('behavior: reorgs of depth 1, 3 and 10 leave the ledger equal to the canonical chain', async () => {
-    const { stack, guard, fromBlock } = await setup({ total: 100_000n })
+    const { stack, guard, fromBlock, follow } = await setup({ total: 100_000n })
     const alerts: AlertEvent[] = []
     guard.on('alert', (a) => void alerts.push(a))
-    const tracker = createTracker({
-      guard,
-      rpcUrl: anvil.rpcUrl,
-      chainId: anvil.chainId,
-      hook: stack.hook,
-      fromBlock,
+    const tracker = follow({
       confirmations: 2,
       reorgDepthMax: 32,
     })
@@ -332,8 +321,8 @@ describe.each(storeTargets)('tracker on $name', (target) => {
   })
 
   test('behavior: a reorg deeper than the kept window stops the tracker with a clear error', async () => {
-    const { stack, guard, fromBlock } = await setup()
-    const tracker = createTracker({ guard, rpcUrl: anvil.rpcUrl, chainId: anvil.chainId, hook: stack.hook, fromBlock, reorgDepthMax: 4 })
+    const { stack, guard, follow } = await setup()
+    const tracker = follow({ reorgDepthMax: 4 })
     await tracker.bind({ account: stack.account, taskId: 'agent', token: stack.token })
     for (let i = 0; i < 12; i++) await stack.pay({ to: peer(i), amount: 10n })
     await tracker.syncOnce()
@@ -392,7 +381,7 @@ describe.each(storeTargets)('tracker on $name', (target) => {
   })
 
   test('behavior: a faulty RPC never costs a log', async () => {
-    const { stack, guard, fromBlock } = await setup()
+    const { stack, guard, fromBlock, follow } = await setup()
     const amounts = await spendMany(stack, 600, 20)
     const other = await deployLocalStack({ rpcUrl: anvil.rpcUrl })
     await other.pay({ to: peer(1), amount: 5n })
@@ -406,12 +395,8 @@ describe.each(storeTargets)('tracker on $name', (target) => {
       forgedLog: { ...forged, topics: [(forged?.topics as string[])[0], `0x${stack.account.slice(2).padStart(64, '0')}`, `0x${stack.token.slice(2).padStart(64, '0')}`, (forged?.topics as string[])[3]] },
     })
     try {
-      const tracker = createTracker({
-        guard,
+      const tracker = follow({
         rpcUrl: proxy.url,
-        chainId: anvil.chainId,
-        hook: stack.hook,
-        fromBlock,
         reorgDepthMax: 4,
         rpcTimeoutMs: 400,
         rpcRetryDelayMs: 5,
@@ -432,7 +417,7 @@ describe.each(storeTargets)('tracker on $name', (target) => {
   })
 
   test('behavior: an RPC that lists each log twice in its answers never counts one twice', async () => {
-    const { stack, guard, fromBlock } = await setup()
+    const { stack, guard, follow } = await setup()
     const amounts = await spendMany(stack, 40, 4)
     // Spends in another token are kept apart as foreign, each once too.
     const other = await deployLocalStack({ rpcUrl: anvil.rpcUrl })
@@ -441,7 +426,7 @@ describe.each(storeTargets)('tracker on $name', (target) => {
     await stack.pay({ to: peer(3), amount: 11n, token: other.token })
     const proxy = await startFaultyRpc(anvil.rpcUrl, { rate: 0, maxRangeBlocks: 1_000, oversizeAboveBlocks: 1_000, slowMs: 0, repeatLogs: 'identical' })
     try {
-      const tracker = createTracker({ guard, rpcUrl: proxy.url, chainId: anvil.chainId, hook: stack.hook, fromBlock, reorgDepthMax: 4 })
+      const tracker = follow({ rpcUrl: proxy.url, reorgDepthMax: 4 })
       await tracker.bind({ account: stack.account, taskId: 'agent', token: stack.token })
       const result = await tracker.syncOnce()
       expect(proxy.counts.repeated).toBeGreaterThanOrEqual(42)
@@ -457,11 +442,11 @@ describe.each(storeTargets)('tracker on $name', (target) => {
   })
 
   test('behavior: an RPC answering with two different logs at one position is refused, and nothing of that answer applied', async () => {
-    const { stack, guard, fromBlock } = await setup()
+    const { stack, guard, follow } = await setup()
     await spendMany(stack, 10, 2)
     const proxy = await startFaultyRpc(anvil.rpcUrl, { rate: 0, maxRangeBlocks: 1_000, oversizeAboveBlocks: 1_000, slowMs: 0, repeatLogs: 'altered' })
     try {
-      const tracker = createTracker({ guard, rpcUrl: proxy.url, chainId: anvil.chainId, hook: stack.hook, fromBlock, reorgDepthMax: 4 })
+      const tracker = follow({ rpcUrl: proxy.url, reorgDepthMax: 4 })
       await tracker.bind({ account: stack.account, taskId: 'agent', token: stack.token })
       const refused = await tracker.syncOnce().then(
         () => undefined,
@@ -477,10 +462,10 @@ describe.each(storeTargets)('tracker on $name', (target) => {
   })
 
   test('behavior: a getLogs node lagging behind the node serving blocks never costs the newest logs', async () => {
-    const { stack, guard, fromBlock } = await setup()
+    const { stack, guard, follow } = await setup()
     const proxy = await startFaultyRpc(anvil.rpcUrl, { rate: 0, maxRangeBlocks: 1_000, oversizeAboveBlocks: 1_000, slowMs: 0, rangeLagBlocks: 2 })
     try {
-      const tracker = createTracker({ guard, rpcUrl: proxy.url, chainId: anvil.chainId, hook: stack.hook, fromBlock, reorgDepthMax: 8 })
+      const tracker = follow({ rpcUrl: proxy.url, reorgDepthMax: 8 })
       await tracker.bind({ account: stack.account, taskId: 'agent', token: stack.token })
       let paid = 0n
       // Each sync finds its newest blocks in the unfinalized window, where the lagging answers are.
@@ -498,10 +483,10 @@ describe.each(storeTargets)('tracker on $name', (target) => {
   })
 
   test('behavior: a node behind the cursor is waited for, never taken for a reorg', async () => {
-    const { stack, guard, fromBlock } = await setup()
+    const { stack, guard, follow } = await setup()
     const proxy = await startFaultyRpc(anvil.rpcUrl, { rate: 0, maxRangeBlocks: 1_000, oversizeAboveBlocks: 1_000, slowMs: 0 })
     try {
-      const tracker = createTracker({ guard, rpcUrl: proxy.url, chainId: anvil.chainId, hook: stack.hook, fromBlock, reorgDepthMax: 8 })
+      const tracker = follow({ rpcUrl: proxy.url, reorgDepthMax: 8 })
       await tracker.bind({ account: stack.account, taskId: 'agent', token: stack.token })
       const amounts = [5n, 7n, 11n]
       for (const amount of amounts) await stack.pay({ to: peer(1), amount })
@@ -527,8 +512,8 @@ describe.each(storeTargets)('tracker on $name', (target) => {
   })
 
   test('behavior: a chain that became shorter is rolled back at once; one started over stops the tracker', async () => {
-    const { stack, guard, fromBlock } = await setup()
-    const tracker = createTracker({ guard, rpcUrl: anvil.rpcUrl, chainId: anvil.chainId, hook: stack.hook, fromBlock, reorgDepthMax: 4 })
+    const { stack, guard, follow } = await setup()
+    const tracker = follow({ reorgDepthMax: 4 })
     await tracker.bind({ account: stack.account, taskId: 'agent', token: stack.token })
     await stack.pay({ to: peer(1), amount: 5n })
     const shorter = (await rpc(anvil.rpcUrl, 'evm_snapshot')) as Hex
@@ -556,9 +541,9 @@ describe.each(storeTargets)('tracker on $name', (target) => {
   })
 
   test('behavior: another contract emitting the same event is ignored', async () => {
-    const { stack, guard, fromBlock } = await setup()
+    const { stack, guard, follow } = await setup()
     const impostor = await deployLocalStack({ rpcUrl: anvil.rpcUrl })
-    const tracker = createTracker({ guard, rpcUrl: anvil.rpcUrl, chainId: anvil.chainId, hook: stack.hook, fromBlock })
+    const tracker = follow()
     await tracker.bind({ account: stack.account, taskId: 'agent', token: stack.token })
     // Bound too, but its spends go through another SpendingHook deployment.
     await tracker.bind({ account: impostor.account, taskId: 'agent', token: impostor.token })
@@ -569,12 +554,12 @@ describe.each(storeTargets)('tracker on $name', (target) => {
   })
 
   test('behavior: an on-chain spend beyond the hard limit is recorded and raises overspent', async () => {
-    const { stack, guard, fromBlock } = await setup({ total: 1_000n })
+    const { stack, guard, follow } = await setup({ total: 1_000n })
     const overspent: OverspentEvent[] = []
     guard.on('overspent', (e) => void overspent.push(e))
     await guard.reserve('agent', 900n)
     await stack.pay({ to: peer(1), amount: 600n })
-    const tracker = createTracker({ guard, rpcUrl: anvil.rpcUrl, chainId: anvil.chainId, hook: stack.hook, fromBlock })
+    const tracker = follow()
     await tracker.bind({ account: stack.account, taskId: 'agent', token: stack.token })
     await tracker.syncOnce()
     const budget = await guard.get('agent')

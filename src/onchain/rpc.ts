@@ -64,47 +64,23 @@ export async function getHeader(
   }
 }
 
-/** `eth_getLogs` of one address and topic over `[fromBlock, toBlock]`; range errors are thrown as they are. */
+/**
+ * `eth_getLogs` of one address and topic, over `[fromBlock, toBlock]` or in the one block
+ * `blockHash` names (EIP-234: a node that does not have that block answers with an error
+ * rather than an empty list). Range errors are thrown as they are.
+ */
 export async function getRawLogs(
   client: PublicClient,
-  params: { address: string; topic: string; fromBlock: bigint; toBlock: bigint },
+  params: { address: string; topic: string } & ({ fromBlock: bigint; toBlock: bigint } | { blockHash: `0x${string}` }),
   options?: RpcOptions,
 ): Promise<RpcLog[]> {
+  const where =
+    'blockHash' in params
+      ? { blockHash: params.blockHash }
+      : { fromBlock: numberToHex(params.fromBlock), toBlock: numberToHex(params.toBlock) }
   return (await withRetry(
     'eth_getLogs',
-    () =>
-      request(client)({
-        method: 'eth_getLogs',
-        params: [
-          {
-            address: params.address,
-            topics: [params.topic],
-            fromBlock: numberToHex(params.fromBlock),
-            toBlock: numberToHex(params.toBlock),
-          },
-        ],
-      }),
-    options,
-  )) as RpcLog[]
-}
-
-/**
- * `eth_getLogs` of one address and topic in the one block `blockHash` names (EIP-234). A node
- * that does not have that block answers with an error rather than an empty list, so a
- * lagging node behind a load balancer cannot pass for a block without logs.
- */
-export async function getBlockLogs(
-  client: PublicClient,
-  params: { address: string; topic: string; blockHash: `0x${string}` },
-  options?: RpcOptions,
-): Promise<RpcLog[]> {
-  return (await withRetry(
-    'eth_getLogs',
-    () =>
-      request(client)({
-        method: 'eth_getLogs',
-        params: [{ address: params.address, topics: [params.topic], blockHash: params.blockHash }],
-      }),
+    () => request(client)({ method: 'eth_getLogs', params: [{ address: params.address, topics: [params.topic], ...where }] }),
     options,
   )) as RpcLog[]
 }

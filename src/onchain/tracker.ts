@@ -5,12 +5,12 @@ import { InvalidArgumentError } from '../engine/errors.ts'
 import type { BindingRow, ChainBlockRow, ChainLogRow } from '../engine/store/types.ts'
 
 export type { BindParameters } from './bindings.ts'
-import { type SpendLog, decodeSpendLog, spendRecordedTopic } from './decode.ts'
+import { type RpcLog, type SpendLog, decodeSpendLog, spendRecordedTopic } from './decode.ts'
 import { ChainMismatchError, CursorMovedError, ReorgTooDeepError, RpcInconsistentError } from './errors.ts'
 import { type PagePolicy, defaultPagePolicy, grow, isRangeError, shrink } from './range.ts'
 import { type BindParameters, type ChainScope, assertScope, bindAccount, listBindings, unbindAccount } from './bindings.ts'
 import * as reconcile from './reconcile.ts'
-import { type BlockHeader, type RpcOptions, createRpcClient, getBlockLogs, getChainId, getHeader, getRawLogs } from './rpc.ts'
+import { type BlockHeader, type RpcOptions, createRpcClient, getChainId, getHeader, getRawLogs } from './rpc.ts'
 
 export type CreateTrackerParameters = {
   guard: Guard
@@ -166,13 +166,8 @@ export function createTracker(parameters: CreateTrackerParameters): Tracker {
     try {
       const raw = await getRawLogs(client, { address: hook, topic: spendRecordedTopic, fromBlock: from, toBlock: to }, rpcOptions)
       pageBlocks = grow(Number(to - from + 1n), raw.length, policy)
-      const out: SpendLog[] = []
-      for (const log of raw) {
-        const decoded = decodeSpendLog(log, hook)
-        // Only logs of the asked range count; anything else a node returns is not ours.
-        if (decoded && decoded.blockNumber >= from && decoded.blockNumber <= to) out.push(decoded)
-      }
-      return out
+      // Only logs of the asked range count; anything else a node returns is not ours.
+      return decodeWhere(raw, (log) => log.blockNumber >= from && log.blockNumber <= to)
     } catch (error) {
       if (!isRangeError(error) || from === to) throw error
       pageBlocks = Math.min(pageBlocks, shrink(Number(to - from + 1n), policy))
@@ -185,11 +180,16 @@ export function createTracker(parameters: CreateTrackerParameters): Tracker {
 
   /** Logs of the one block `header` names. */
   async function fetchBlock(header: BlockHeader): Promise<SpendLog[]> {
-    const raw = await getBlockLogs(client, { address: hook, topic: spendRecordedTopic, blockHash: header.hash }, rpcOptions)
+    const raw = await getRawLogs(client, { address: hook, topic: spendRecordedTopic, blockHash: header.hash }, rpcOptions)
+    return decodeWhere(raw, () => true)
+  }
+
+  /** The hook's `SpendRecorded` logs among `raw` that `keep` accepts. */
+  function decodeWhere(raw: RpcLog[], keep: (log: SpendLog) => boolean): SpendLog[] {
     const out: SpendLog[] = []
     for (const log of raw) {
       const decoded = decodeSpendLog(log, hook)
-      if (decoded) out.push(decoded)
+      if (decoded && keep(decoded)) out.push(decoded)
     }
     return out
   }

@@ -128,7 +128,6 @@ export interface Database {
   }
 }
 
-
 /** Migrations are frozen in time: add a new one, never edit an old one. */
 export function migrations(dialect: StoreDialect): MigrationProvider {
   const all: Record<string, Migration> = {
