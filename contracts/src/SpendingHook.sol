@@ -36,6 +36,9 @@ contract SpendingHook is ISpendingHook {
     bytes4 internal constant TRANSFER_FROM_SELECTOR = 0x23b872dd; // transferFrom(address,address,uint256)
     bytes4 internal constant APPROVE_SELECTOR = 0x095ea7b3; // approve(address,uint256)
 
+    /// @dev ERC-7579 `uninstallModule(uint256,address,bytes)`.
+    bytes4 internal constant UNINSTALL_MODULE_SELECTOR = 0xa71763a8;
+
     /// @dev Limits and counters of one account for one token. `windowStart` and `windowSeconds` share a slot.
     struct TokenState {
         uint256 perTx;
@@ -144,17 +147,15 @@ contract SpendingHook is ISpendingHook {
         bytes32 mode = bytes32(_word(args, 0));
         bytes calldata executionCalldata = _bytesAt(args, 0, 32);
 
+        bool viaExecutor = selector == EXECUTE_FROM_EXECUTOR_SELECTOR;
         bytes1 callType = mode[0];
         bytes1 execType = mode[1];
         if (execType != EXECTYPE_DEFAULT && execType != EXECTYPE_TRY) revert UnsupportedExecution();
 
         if (callType == CALLTYPE_SINGLE) {
-            if (executionCalldata.length < 52) revert MalformedExecution();
-            address target = address(bytes20(executionCalldata[0:20]));
-            uint256 value = uint256(bytes32(executionCalldata[20:52]));
-            _meterCall(msgSender, target, value, executionCalldata[52:]);
+            _meterSingle(msgSender, executionCalldata, viaExecutor);
         } else if (callType == CALLTYPE_BATCH) {
-            _meterBatch(msgSender, executionCalldata);
+            _meterBatch(msgSender, executionCalldata, viaExecutor);
         } else {
             revert UnsupportedExecution();
         }
@@ -163,9 +164,17 @@ contract SpendingHook is ISpendingHook {
     /// @inheritdoc ISpendingHook
     function postCheck(bytes calldata) external pure {}
 
+    /// @dev Meters `abi.encodePacked(target, value, callData)`.
+    function _meterSingle(address msgSender, bytes calldata data, bool viaExecutor) internal {
+        if (data.length < 52) revert MalformedExecution();
+        address target = address(bytes20(data[0:20]));
+        uint256 value = uint256(bytes32(data[20:52]));
+        _meterCall(msgSender, target, value, data[52:], viaExecutor);
+    }
+
     /// @dev Meters every element of `abi.encode(Execution[])`, with Execution = (address target,
     ///      uint256 value, bytes callData). Every offset and length is checked against `data`.
-    function _meterBatch(address msgSender, bytes calldata data) internal {
+    function _meterBatch(address msgSender, bytes calldata data, bool viaExecutor) internal {
         uint256 arrayOffset = _word(data, 0);
         uint256 count = _word(data, arrayOffset);
         uint256 heads = arrayOffset + 32; // cannot overflow: _word checked arrayOffset + 32 <= data.length
@@ -178,19 +187,24 @@ contract SpendingHook is ISpendingHook {
             bytes calldata callData = _bytesAt(data, element, element + 64);
             // casting to 'uint160' is safe because the high 96 bits were checked to be zero above
             // forge-lint: disable-next-line(unsafe-typecast)
-            _meterCall(msgSender, address(uint160(targetWord)), value, callData);
+            _meterCall(msgSender, address(uint160(targetWord)), value, callData, viaExecutor);
         }
     }
 
     /// @dev Meters one call of the account: its native value, then an ERC-20 outflow if it is one.
-    function _meterCall(address msgSender, address target, uint256 value, bytes calldata callData) internal {
+    ///      Refuses first the calls that would change the hook itself (see `ProtectedCall`).
+    function _meterCall(address msgSender, address target, uint256 value, bytes calldata callData, bool viaExecutor)
+        internal
+    {
+        _refuseProtected(target, callData, viaExecutor);
         if (value != 0) {
             // casting to 'bytes32' is safe because callData is exactly 32 bytes long when it is cast
             // forge-lint: disable-next-line(unsafe-typecast)
             bytes32 nativeRef = callData.length == 32 ? bytes32(callData) : bytes32(0);
             _spend(msgSender, address(0), target, value, nativeRef);
         }
-        if (callData.length < 4) return;
+        // `address(0)` stands for the native token and holds no code: a call to it moves no token.
+        if (callData.length < 4 || target == address(0)) return;
         bytes4 selector = bytes4(callData[0:4]);
         if (selector == TRANSFER_SELECTOR || selector == APPROVE_SELECTOR) {
             address to = address(uint160(_paddedWord(callData, 4)));
@@ -199,6 +213,29 @@ contract SpendingHook is ISpendingHook {
             if (address(uint160(_paddedWord(callData, 4))) != msg.sender) return;
             address to = address(uint160(_paddedWord(callData, 36)));
             _spend(msgSender, target, to, _paddedWord(callData, 68), _ref(callData, 100));
+        }
+    }
+
+    /// @dev An execution may call the hook only to set the account's limits, and only through
+    ///      `execute`: an executor module (an agent's session, say) spends within the limits but
+    ///      cannot lift them. Calling `onUninstall` directly would leave the account with a hook that
+    ///      refuses everything; calling `preCheck` would log outflows that never happened. An
+    ///      execution may not uninstall this hook either: the account's owner does that in a call of
+    ///      its own, which the account's `ModuleUninstalled` event makes visible, never in the middle
+    ///      of a batch that spends unmetered and installs the hook again.
+    function _refuseProtected(address target, bytes calldata callData, bool viaExecutor) internal view {
+        if (target != address(this) && target != msg.sender) return;
+        // A call with less than a selector reaches only a fallback or receive function: the hook has
+        // neither, and the account's own runs no module code.
+        if (callData.length < 4) return;
+        bytes4 selector = bytes4(callData[0:4]);
+        if (target == address(this)) {
+            if (selector != this.setLimits.selector || viaExecutor) revert ProtectedCall(target, selector);
+        } else if (
+            selector == UNINSTALL_MODULE_SELECTOR && _paddedWord(callData, 4) == MODULE_TYPE_HOOK
+                && _paddedWord(callData, 36) == uint256(uint160(address(this)))
+        ) {
+            revert ProtectedCall(target, selector);
         }
     }
 

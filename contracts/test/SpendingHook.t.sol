@@ -309,6 +309,107 @@ contract SpendingHookTest is HookTestBase {
         _executeSingle(address(account), 0, inner);
     }
 
+    function test_CallToAddressZero_IsNotATokenOutflow() public {
+        // address(0) stands for the native token; an ERC-20 call to it moves nothing.
+        _setLimits(NATIVE, 0, 0, 0, 1 ether);
+        vm.recordLogs();
+        _executeSingle(NATIVE, 0, _transferData(bob, 1 ether, REF));
+        _executeSingle(NATIVE, 0, _approveData(bob, 1 ether, REF));
+        vm.assertEq(_hookLogCount(vm.getRecordedLogs()), 0, "no hook log");
+        vm.assertEq(_state(NATIVE).cumulativeSpent, 0, "native counters untouched");
+        // Native value sent to address(0) is still an outflow.
+        _expectSpend(NATIVE, NATIVE, 1 ether, 0, 1 ether, bytes32(0));
+        _executeSingle(NATIVE, 1 ether, "");
+    }
+
+    // =============================================================== protected calls
+
+    function test_RevertWhen_ExecutionCallsOnUninstall() public {
+        bytes memory callData = abi.encodeCall(ISpendingHook.onUninstall, (""));
+        vm.expectRevert(
+            abi.encodeWithSelector(
+                ISpendingHook.ProtectedCall.selector, address(hook), ISpendingHook.onUninstall.selector
+            )
+        );
+        _executeSingle(address(hook), 0, callData);
+        vm.assertTrue(hook.isInitialized(address(account)), "still initialized");
+        // The account still spends, metered.
+        _expectSpend(address(token), bob, 1, 0, 1, REF);
+        _executeSingle(address(token), 0, _transferData(bob, 1, REF));
+    }
+
+    function test_RevertWhen_ExecutionCallsPreCheckOrOnInstall() public {
+        // A direct preCheck would log an outflow that never happened.
+        bytes memory fake = abi.encodeCall(
+            MinimalAccount.execute,
+            (MODE_SINGLE, abi.encodePacked(address(token), uint256(0), _transferData(bob, 5, REF)))
+        );
+        bytes memory callData = abi.encodeCall(ISpendingHook.preCheck, (owner, 0, fake));
+        vm.expectRevert(
+            abi.encodeWithSelector(ISpendingHook.ProtectedCall.selector, address(hook), ISpendingHook.preCheck.selector)
+        );
+        _executeSingle(address(hook), 0, callData);
+
+        callData = abi.encodeCall(ISpendingHook.onInstall, (""));
+        vm.expectRevert(
+            abi.encodeWithSelector(
+                ISpendingHook.ProtectedCall.selector, address(hook), ISpendingHook.onInstall.selector
+            )
+        );
+        _executeSingle(address(hook), 0, callData);
+    }
+
+    function test_RevertWhen_ExecutorSetsLimits() public {
+        _setLimits(address(token), 0, 0, 0, 10 * USDC);
+        bytes memory lift = abi.encodeCall(ISpendingHook.setLimits, (address(token), 0, 0, 0, 0));
+        bytes memory msgData =
+            abi.encodeWithSelector(bytes4(0xd691c964), MODE_SINGLE, abi.encodePacked(address(hook), uint256(0), lift));
+        vm.expectRevert(
+            abi.encodeWithSelector(
+                ISpendingHook.ProtectedCall.selector, address(hook), ISpendingHook.setLimits.selector
+            )
+        );
+        vm.prank(address(account));
+        hook.preCheck(alice, 0, msgData);
+        // Through execute, the account sets its own limits.
+        msgData =
+            abi.encodeCall(MinimalAccount.execute, (MODE_SINGLE, abi.encodePacked(address(hook), uint256(0), lift)));
+        vm.prank(address(account));
+        hook.preCheck(owner, 0, msgData);
+    }
+
+    function test_RevertWhen_BatchUninstallsSpendsAndReinstalls() public {
+        _setLimits(address(token), 0, 0, 0, 10 * USDC);
+        MinimalAccount.Execution[] memory ex = new MinimalAccount.Execution[](3);
+        ex[0] = _execution(address(account), 0, abi.encodeCall(MinimalAccount.uninstallModule, (4, address(hook), "")));
+        ex[1] = _execution(
+            address(account),
+            0,
+            abi.encodeCall(
+                MinimalAccount.execute,
+                (MODE_SINGLE, abi.encodePacked(address(token), uint256(0), _transferData(bob, 1_000 * USDC, REF)))
+            )
+        );
+        ex[2] = _execution(address(account), 0, abi.encodeCall(MinimalAccount.installModule, (4, address(hook), "")));
+        vm.expectRevert(
+            abi.encodeWithSelector(
+                ISpendingHook.ProtectedCall.selector, address(account), MinimalAccount.uninstallModule.selector
+            )
+        );
+        _executeBatch(ex);
+        vm.assertEq(token.balanceOf(bob), 0, "nothing left");
+
+        // Uninstalling another module from an execution is the account's business.
+        address other = makeAddr("other");
+        vm.expectRevert(abi.encodeWithSelector(MinimalAccount.ModuleNotInstalled.selector, 4, other));
+        _executeSingle(address(account), 0, abi.encodeCall(MinimalAccount.uninstallModule, (4, other, "")));
+
+        // The owner still uninstalls the hook in a call of its own.
+        vm.prank(owner);
+        account.uninstallModule(4, address(hook), "");
+        vm.assertEq(account.hook(), address(0), "uninstalled");
+    }
+
     // =============================================================== batch
 
     function test_Batch_RecordsEverySpendInOrder() public {

@@ -3,7 +3,9 @@ pragma solidity ^0.8.24;
 
 /// @title ISpendingHook
 /// @notice An ERC-7579 hook module (module type 4) that meters what a smart account spends and
-///         enforces per-token limits: per transaction, per rolling window and cumulative.
+///         enforces per-token limits: per transaction, per window and cumulative. A window is fixed,
+///         not rolling: it starts at the first outflow after the previous one ended, so up to twice
+///         `perWindow` can leave within a short time across the boundary of two windows.
 /// @dev All state is keyed by the account that calls the hook (`msg.sender`), so an account can
 ///      only ever read-write its own limits and counters. `address(0)` stands for the native token.
 interface ISpendingHook {
@@ -100,6 +102,13 @@ interface ISpendingHook {
     /// @notice The execution's call type (delegatecall, static call, anything but single or batch
     ///         call) or exec type (anything but default or try) cannot be metered, so it is refused.
     error UnsupportedExecution();
+
+    /// @notice An execution would change the hook itself: a call to the hook other than `setLimits`,
+    ///         `setLimits` from an executor module (`executeFromExecutor`), or the account's own
+    ///         `uninstallModule` of this hook made from inside an execution.
+    /// @param target The call's target: the hook or the account.
+    /// @param selector The refused function.
+    error ProtectedCall(address target, bytes4 selector);
 
     /// @notice The execution calldata is not well-formed ABI for its call type.
     error MalformedExecution();
