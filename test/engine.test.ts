@@ -11,7 +11,9 @@ import {
   IdempotencyConflictError,
   InvalidAmountError,
   InvalidArgumentError,
+  PaymentUnsettledError,
   RiskDeniedError,
+  createGuard,
   type RiskContext,
   type AlertEvent,
   type Hold,
@@ -448,6 +450,102 @@ describe.each(storeTargets)('engine on $name', (target) => {
       expect(again).toEqual(first)
       expect(calls).toBe(1)
       expect(await guard.get('t1')).toMatchObject({ spent: 8n, entryCount: 1 })
+    })
+  })
+
+  describe('pay with a key', () => {
+    test('behavior: calls with one key at once run the payment once and share its entry', async () => {
+      const guard = await guards.guard()
+      await guard.allocate('t1', { total: 10n, ...USDC })
+      let calls = 0
+      const fn = async () => {
+        calls++
+        await new Promise((r) => setTimeout(r, 20))
+        return { settled: 10n }
+      }
+      const results = await Promise.all([1, 2, 3].map(() => guard.pay('t1', 10n, fn, { key: 'order-1' })))
+      expect(calls).toBe(1)
+      expect(new Set(results.map((e) => e.id)).size).toBe(1)
+      expect(await guard.get('t1')).toMatchObject({ spent: 10n, reserved: 0n, entryCount: 1 })
+      expect(await guard.verify()).toEqual({ ok: true, problems: [] })
+    })
+
+    test('behavior: a key whose hold another process has open pays nothing and says so', async () => {
+      const url = await guards.url()
+      const first = await createGuard({ db: url })
+      const second = await createGuard({ db: url })
+      try {
+        await first.allocate('t1', { total: 10n, ...USDC })
+        let paid = 0
+        let release!: () => void
+        const gate = new Promise<void>((r) => (release = r))
+        let started!: () => void
+        const running = new Promise<void>((r) => (started = r))
+        const original = first.pay('t1', 10n, async () => {
+          paid++
+          started()
+          await gate
+          return { settled: 10n }
+        }, { key: 'order-1' })
+        await running
+        const error = await second.pay('t1', 10n, async () => {
+          paid++
+          return { settled: 10n }
+        }, { key: 'order-1' }).catch((e) => e)
+        expect(error).toBeInstanceOf(PaymentUnsettledError)
+        expect(error).toMatchObject({ code: 'PAYMENT_UNSETTLED', taskId: 't1', key: 'order-1' })
+        const [hold] = await second.holds('t1')
+        expect(error.holdId).toBe(hold?.id)
+        expect(hold?.status).toBe('open')
+        release()
+        const entry = await original
+        expect(paid).toBe(1)
+        // Once settled, a retry anywhere answers with the original entry.
+        expect(await second.pay('t1', 10n, async () => ({ settled: 10n }), { key: 'order-1' })).toEqual(entry)
+        expect(await second.get('t1')).toMatchObject({ spent: 10n, reserved: 0n, entryCount: 1 })
+        expect(await second.verify()).toEqual({ ok: true, problems: [] })
+      } finally {
+        await first.destroy()
+        await second.destroy()
+      }
+    })
+
+    test('behavior: a payment function that reports no valid settled amount leaves its hold reserved and names it', async () => {
+      const guard = await guards.guard()
+      await guard.allocate('t1', { total: 100n, ...USDC })
+      const reports: unknown[] = [{ settled: -5n }, { settled: 5 }, undefined, { settled: 2n ** 256n }]
+      for (const [i, report] of reports.entries()) {
+        const error = await guard.pay('t1', 10n, async () => report as { settled: bigint }).catch((e) => e)
+        expect(error).toBeInstanceOf(PaymentUnsettledError)
+        const holds = await guard.holds('t1')
+        expect(holds).toHaveLength(i + 1)
+        expect(error.holdId).toBe(holds[i]?.id)
+        expect(holds[i]?.status).toBe('open')
+      }
+      // The money may have left: it stays reserved until the caller settles the holds.
+      expect(await guard.get('t1')).toMatchObject({ spent: 0n, reserved: 40n })
+      for (const h of await guard.holds('t1')) await guard.release(h.id)
+      expect(await guard.get('t1')).toMatchObject({ spent: 0n, reserved: 0n })
+      expect(await guard.verify()).toEqual({ ok: true, problems: [] })
+    })
+
+    test('behavior: a retry answers with the original result whatever the risk assessor says now', async () => {
+      let allowBig = true
+      const guard = await guards.guard({
+        riskAssessor: ({ amount }) => (amount > 5n && !allowBig ? { allow: false, reason: 'too big now' } : { allow: true }),
+      })
+      await guard.allocate('t1', { total: 100n, ...USDC })
+      const entry = await guard.record('t1', { id: 'inv-1', amount: 6n })
+      const hold = await guard.reserve('t1', 7n, { key: 'k1' })
+      const paid = await guard.pay('t1', 8n, async () => ({ settled: 8n }), { key: 'p1' })
+      allowBig = false
+      expect(await guard.record('t1', { id: 'inv-1', amount: 6n })).toEqual(entry)
+      expect(await guard.reserve('t1', 7n, { key: 'k1' })).toEqual(hold)
+      expect(await guard.pay('t1', 8n, async () => ({ settled: 8n }), { key: 'p1' })).toEqual(paid)
+      // New operations still go through the assessor.
+      await expect(guard.record('t1', { id: 'inv-2', amount: 6n })).rejects.toBeInstanceOf(RiskDeniedError)
+      await expect(guard.reserve('t1', 7n, { key: 'k2' })).rejects.toBeInstanceOf(RiskDeniedError)
+      expect(await guard.get('t1')).toMatchObject({ spent: 14n, reserved: 7n })
     })
   })
 

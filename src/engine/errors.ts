@@ -168,6 +168,31 @@ export class RiskDeniedError extends SpendguardError {
   }
 }
 
+export type PaymentUnsettledErrorType = PaymentUnsettledError
+/**
+ * `pay` cannot tell what a payment settled, so its hold stays open and keeps the money
+ * reserved: the payment with this key is running elsewhere or its outcome was lost, or the
+ * payment function resolved something other than a settled amount. Capture what was paid
+ * or release the hold; nothing was paid by the call that threw this.
+ */
+export class PaymentUnsettledError extends SpendguardError {
+  override name = 'PaymentUnsettledError'
+  override readonly code = 'PAYMENT_UNSETTLED'
+  readonly taskId: string
+  readonly holdId: string
+  readonly key: string | undefined
+  readonly reason: string
+  constructor({ taskId, holdId, key, reason }: { taskId: string; holdId: string; key?: string | undefined; reason: string }) {
+    super(`Payment on task "${taskId}" is unsettled: ${reason}; hold "${holdId}" stays open.`, {
+      metaMessages: ['Capture what was paid or release the hold.'],
+    })
+    this.taskId = taskId
+    this.holdId = holdId
+    this.key = key
+    this.reason = reason
+  }
+}
+
 /** A broken internal invariant: a bug or a corrupted store, never an operating condition. */
 export class InvariantViolationError extends SpendguardError {
   override name = 'InvariantViolationError'

@@ -1,10 +1,11 @@
-import { assertAmount, assertDecimals, assertTotal, toFraction } from './amount.ts'
+import { assertAmount, assertDecimals, assertTotal, maxAmount as amountMax, toFraction } from './amount.ts'
 import { type Dispatcher, type Handler, createDispatcher } from './alerts.ts'
 import {
   BudgetNotFoundError,
   HoldNotFoundError,
   HoldNotOpenError,
   InvalidArgumentError,
+  PaymentUnsettledError,
   RiskDeniedError,
 } from './errors.ts'
 import * as rules from './rules.ts'
@@ -223,6 +224,73 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
     return { allow: false, reason: String(decision.reason ?? 'denied') }
   }
 
+  /**
+   * Reserves through the assessor; a key that already has its hold is a retry, answered by
+   * the rule with the original hold (or a conflict) whatever the assessor says now.
+   */
+  async function reserveOnce(input: rules.ReserveInput): Promise<{ hold: HoldRow; created: boolean }> {
+    const { taskId, amount, key } = input
+    const known =
+      key !== null &&
+      (await store.db.selectFrom('holds').select('id').where('task_id', '=', taskId).where('key', '=', key).executeTakeFirst())
+    if (!known) {
+      const risk = await assess('reserve', taskId, amount)
+      if (!risk.allow) throw new RiskDeniedError({ taskId, requested: amount, reason: risk.reason })
+    }
+    return submit((ctx) => rules.reserveOnce(ctx, input), taskId)
+  }
+
+  /** Keyed payments running in this process: a second call with the key waits for the first. */
+  const paying = new Map<string, Promise<unknown>>()
+
+  async function payOnce(taskId: string, maxAmount: bigint, fn: (context: PayContext) => Promise<PayResult>, key: string | null) {
+    const { hold: row, created } = await reserveOnce({ taskId, amount: maxAmount, key, ttlMs: null, ref: null })
+    const hold = toHold(row)
+    if (hold.status === 'captured' && hold.entryId) {
+      // A retry of a payment that already settled: answer with its entry, pay nothing.
+      const prior = await store.db.selectFrom('entries').selectAll().where('id', '=', hold.entryId).executeTakeFirst()
+      if (prior) return toEntry(entryCodec.decode(prior))
+    }
+    if (hold.status !== 'open') throw new HoldNotOpenError({ holdId: hold.id, status: hold.status })
+    if (!created) {
+      // The key's hold is open, and no call of this process is paying with it: another process
+      // is, or one was cut off between paying and settling. Paying again could pay twice.
+      throw new PaymentUnsettledError({
+        taskId,
+        holdId: hold.id,
+        key: key ?? undefined,
+        reason: 'a payment with this key is running elsewhere or its outcome is unknown',
+      })
+    }
+    let result: PayResult
+    try {
+      result = await fn({ hold })
+    } catch (error) {
+      await guard.release(hold.id).catch(() => {})
+      throw error
+    }
+    const settled = (result as PayResult | undefined)?.settled
+    if (typeof settled !== 'bigint' || settled < 0n || settled > amountMax) {
+      // The payment ran and nothing says what it moved: the hold keeps the money reserved.
+      throw new PaymentUnsettledError({
+        taskId,
+        holdId: hold.id,
+        key: key ?? undefined,
+        reason: `the payment function resolved ${typeof settled === 'bigint' ? `settled ${settled}` : `a settled ${typeof settled}`}, not 0 ≤ settled < 2^256 as a bigint`,
+      })
+    }
+    if (settled === 0n) {
+      await guard.release(hold.id)
+      throw new InvalidArgumentError({ argument: 'settled', value: 0n, reason: 'nothing was settled; the hold was released' })
+    }
+    return guard.capture(hold.id, settled, {
+      peer: result.peer,
+      tool: result.tool,
+      reason: result.reason,
+      at: result.at,
+    })
+  }
+
   const guard: Guard = {
     async allocate(taskId, params) {
       v.assertId('taskId', taskId)
@@ -266,9 +334,7 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
         ttlMs: v.optionalTtlMs(o.ttlMs),
         ref: v.optionalRef(o.ref),
       }
-      const risk = await assess('reserve', taskId, amount)
-      if (!risk.allow) throw new RiskDeniedError({ taskId, requested: amount, reason: risk.reason })
-      return toHold(await submit((ctx) => rules.reserve(ctx, input), taskId))
+      return toHold((await reserveOnce(input)).hold)
     },
 
     async capture(holdId, amount, entry) {
@@ -306,8 +372,12 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
         reason: v.optionalText('reason', o.reason),
         at: v.optionalTimestamp('at', o.at),
       }
-      const risk = await assess('record', taskId, o.amount, input)
-      if (!risk.allow) throw new RiskDeniedError({ taskId, requested: o.amount, reason: risk.reason })
+      // A retry of a recorded id returns the original entry whatever the assessor says now.
+      const known = input.id !== null && (await store.db.selectFrom('entries').select('id').where('id', '=', input.id).executeTakeFirst())
+      if (!known) {
+        const risk = await assess('record', taskId, o.amount, input)
+        if (!risk.allow) throw new RiskDeniedError({ taskId, requested: o.amount, reason: risk.reason })
+      }
       return toEntry(await submit((ctx) => rules.record(ctx, input), taskId))
     },
 
@@ -409,34 +479,21 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
     },
 
     async pay(taskId, maxAmount, fn, options) {
+      v.assertId('taskId', taskId)
+      assertAmount(maxAmount)
       if (typeof fn !== 'function') throw new InvalidArgumentError({ argument: 'fn', value: fn, reason: 'a function' })
       const o = v.options<{ key: string }>('pay options', options)
-      const hold = await guard.reserve(taskId, maxAmount, { key: o.key })
-      if (hold.status === 'captured' && hold.entryId) {
-        // A retry of a payment that already settled: answer with its entry, pay nothing.
-        const prior = await store.db.selectFrom('entries').selectAll().where('id', '=', hold.entryId).executeTakeFirst()
-        if (prior) return toEntry(entryCodec.decode(prior))
-      }
-      if (hold.status !== 'open') throw new HoldNotOpenError({ holdId: hold.id, status: hold.status })
-      let result: PayResult
+      const key = v.optionalId('key', o.key)
+      if (key === null) return payOnce(taskId, maxAmount, fn, null)
+      const slot = `${taskId}\u0000${key}`
+      for (let running = paying.get(slot); running; running = paying.get(slot)) await running.catch(() => {})
+      const run = payOnce(taskId, maxAmount, fn, key)
+      paying.set(slot, run)
       try {
-        result = await fn({ hold })
-      } catch (error) {
-        await guard.release(hold.id).catch(() => {})
-        throw error
+        return await run
+      } finally {
+        if (paying.get(slot) === run) paying.delete(slot)
       }
-      if (!result || typeof result.settled !== 'bigint')
-        throw new InvalidArgumentError({ argument: 'settled', value: result?.settled, reason: 'the payment function returns { settled: bigint }' })
-      if (result.settled === 0n) {
-        await guard.release(hold.id)
-        throw new InvalidArgumentError({ argument: 'settled', value: 0n, reason: 'nothing was settled; the hold was released' })
-      }
-      return guard.capture(hold.id, result.settled, {
-        peer: result.peer,
-        tool: result.tool,
-        reason: result.reason,
-        at: result.at,
-      })
     },
 
     on(event, handler) {

@@ -337,12 +337,17 @@ export async function allocate(ctx: RuleContext, input: AllocateInput): Promise<
 }
 
 export async function reserve(ctx: RuleContext, input: ReserveInput): Promise<HoldRow> {
+  return (await reserveOnce(ctx, input)).hold
+}
+
+/** {@link reserve}, telling a new hold (`created`) from the one an earlier call with the key made. */
+export async function reserveOnce(ctx: RuleContext, input: ReserveInput): Promise<{ hold: HoldRow; created: boolean }> {
   const sig = signature({ amount: input.amount, ttlMs: input.ttlMs, ref: input.ref })
   if (input.key !== null) {
     const prior = await ctx.tx.holdByKey(input.taskId, input.key)
     if (prior) {
       if (prior.sig !== sig) throw new IdempotencyConflictError({ key: input.key, differences: differences(prior.sig, sig) })
-      return prior
+      return { hold: prior, created: false }
     }
   }
   const b = await loadBudget(ctx, input.taskId)
@@ -374,7 +379,7 @@ export async function reserve(ctx: RuleContext, input: ReserveInput): Promise<Ho
     nextExpiryAt: earliest(b.nextExpiryAt, expiresAt),
   }
   await apply(ctx, b, after, { kind: 'reserve', amount: input.amount, holdId: hold.id })
-  return hold
+  return { hold, created: true }
 }
 
 /** Loads a hold and locks its budget; the hold is read again under the budget's lock. */
