@@ -97,6 +97,27 @@ describe.each(storeTargets)('engine on $name', (target) => {
     })
   })
 
+  describe('text', () => {
+    test('behavior: ids and texts that a store could not keep as given are refused and change nothing', async () => {
+      const guard = await guards.guard()
+      // PostgreSQL would store both lone surrogates as one replacement character: one budget.
+      for (const id of ['agent-\uD800', 'agent-\uDC01x', 'agent\u0000'])
+        await expect(guard.allocate(id, { total: 10n, ...USDC })).rejects.toBeInstanceOf(InvalidArgumentError)
+      await guard.allocate('agent-😀', { total: 10n, ...USDC })
+      for (const bad of ['peer\u0000', 'peer\uD83D'])
+        await expect(guard.record('agent-😀', { amount: 1n, peer: bad })).rejects.toBeInstanceOf(InvalidArgumentError)
+      await expect(guard.record('agent-😀', { amount: 1n, id: 'inv\uDFFF' })).rejects.toBeInstanceOf(InvalidArgumentError)
+      await expect(guard.reserve('agent-😀', 1n, { key: 'k\u0000' })).rejects.toBeInstanceOf(InvalidArgumentError)
+      expect((await guard.list()).map((b) => b.taskId)).toEqual(['agent-😀'])
+      expect(await guard.get('agent-😀')).toMatchObject({ spent: 0n, reserved: 0n, entryCount: 0 })
+      // Well-formed text of any script round-trips.
+      const entry = await guard.record('agent-😀', { amount: 1n, peer: 'api.例え.jp', tool: 'résumé 🔍' })
+      expect(entry).toMatchObject({ peer: 'api.例え.jp', tool: 'résumé 🔍' })
+      expect(await guard.journal({ taskId: 'agent-😀' })).toHaveLength(2)
+      expect(await guard.verify()).toEqual({ ok: true, problems: [] })
+    })
+  })
+
   describe('amounts', () => {
     test('behavior: values above 2^64 and at 2^256-1 round-trip exactly', async () => {
       const guard = await guards.guard()

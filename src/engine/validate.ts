@@ -8,15 +8,30 @@ export const thresholdsMax = 16
 /** A hold lives at most a year. */
 export const ttlMsMax = 365 * 24 * 3600 * 1000
 
+/**
+ * A NUL or a lone UTF-16 surrogate has no place in stored text: PostgreSQL refuses the first
+ * and turns every lone surrogate into one replacement character (so two ids would become
+ * one), while SQLite keeps them as they are.
+ */
+const unstorable = /[\0\p{Cs}]/u
+
 export function assertId(argument: string, value: unknown): asserts value is string {
-  if (typeof value !== 'string' || value.length === 0 || value.length > idLengthMax)
-    throw new InvalidArgumentError({ argument, value, reason: `a non-empty string of at most ${idLengthMax} characters` })
+  if (typeof value !== 'string' || value.length === 0 || value.length > idLengthMax || unstorable.test(value))
+    throw new InvalidArgumentError({
+      argument,
+      value,
+      reason: `a non-empty string of at most ${idLengthMax} characters, well-formed Unicode without NUL`,
+    })
 }
 
 export function optionalText(argument: string, value: unknown): string | null {
   if (value === undefined || value === null) return null
-  if (typeof value !== 'string' || value.length > textLengthMax)
-    throw new InvalidArgumentError({ argument, value, reason: `a string of at most ${textLengthMax} characters` })
+  if (typeof value !== 'string' || value.length > textLengthMax || unstorable.test(value))
+    throw new InvalidArgumentError({
+      argument,
+      value,
+      reason: `a string of at most ${textLengthMax} characters, well-formed Unicode without NUL`,
+    })
   return value
 }
 
