@@ -1,5 +1,6 @@
 import type { ClientEvmSigner } from '@x402/evm'
 import { ExactEvmScheme } from '@x402/evm/exact/client'
+import { decodePaymentResponseHeader, encodePaymentResponseHeader } from '@x402/core/http'
 import { wrapFetchWithPayment, x402Client } from '@x402/fetch'
 import {
   type Address,
@@ -128,11 +129,14 @@ async function setup({
   key = payerKey,
   assets,
   guardParameters,
+  transport = fetch,
 }: {
   total: bigint
   key?: Hex
   assets?: X402Asset[]
   guardParameters?: Omit<CreateGuardParameters, 'db'>
+  /** The fetch the paying client sends through (a proxy that rewrites responses, say). */
+  transport?: typeof fetch
 }): Promise<Setup> {
   const guard = await guards.guard(guardParameters)
   await guard.allocate(taskId, { total, asset: 'USDC', decimals: 6 })
@@ -146,7 +150,7 @@ async function setup({
     onPayment: (event) => events.push(event),
   })
   spend.register(client)
-  const pay = spend.wrapFetch(wrapFetchWithPayment(fetch, client))
+  const pay = spend.wrapFetch(wrapFetchWithPayment(transport, client))
   return { guard, pay, payer: address, signatures, events }
 }
 
@@ -351,6 +355,71 @@ describe('x402 adapter, end to end on anvil', () => {
     })
   })
 
+  test('behavior: a paid success whose settlement header was lost or garbled counts what was signed', async () => {
+    for (const rewrite of ['strip', 'garble'] as const) {
+      // A proxy between the agent and the server drops or mangles the settlement header.
+      const proxy: typeof fetch = async (input, init) => {
+        const response = await fetch(input, init)
+        if (!response.headers.has('PAYMENT-RESPONSE')) return response
+        const headers = new Headers(response.headers)
+        if (rewrite === 'strip') headers.delete('PAYMENT-RESPONSE')
+        else headers.set('PAYMENT-RESPONSE', 'not base64 json')
+        return new Response(response.body, { status: response.status, headers })
+      }
+      const { guard, pay, payer, events } = await setup({ total: 25_000n, transport: proxy })
+      const before = await balanceOf(payer)
+      for (let i = 0; i < 2; i++) expect((await pay(`${resource.url}/paid`)).status).toBe(200)
+      // The third would pass the hard limit: refused before signing, as the ledger knows both.
+      await expect(pay(`${resource.url}/paid`)).rejects.toBeInstanceOf(BudgetExceededError)
+      const budget = await guard.get(taskId)
+      expect([budget.spent, budget.reserved]).toEqual([2n * price, 0n])
+      expect(before - (await balanceOf(payer))).toBe(budget.spent)
+      expect(events.filter((e) => e.type === 'captured').map((e) => (e as { amountSource: string }).amountSource)).toEqual([
+        'authorization',
+        'authorization',
+      ])
+      expect(await guard.verify()).toEqual({ ok: true, problems: [] })
+    }
+  })
+
+  test('behavior: a paid request answered with an error and no settlement releases its hold', async () => {
+    // A gateway answers 502 for the paid request: it never reached the server, nothing settled.
+    const gateway: typeof fetch = async (input, init) => {
+      const request = new Request(input, init)
+      if (request.headers.has('PAYMENT-SIGNATURE')) return new Response('bad gateway', { status: 502 })
+      return fetch(request)
+    }
+    const { guard, pay, payer, events } = await setup({ total: 100_000n, transport: gateway })
+    const before = await balanceOf(payer)
+    expect((await pay(`${resource.url}/paid`)).status).toBe(502)
+    expect(await guard.get(taskId)).toMatchObject({ spent: 0n, reserved: 0n })
+    expect(await balanceOf(payer)).toBe(before)
+    expect(events.at(-1)).toMatchObject({ type: 'released', reason: 'no settlement in the response (status 502)' })
+  })
+
+  test('behavior: a pending exact settlement whose transaction paid the payee nothing stays reserved', async () => {
+    // The payee answers "pending" naming the token's mint: its receipt shows nothing moved to the
+    // payee, yet the signed authorization may have been settled, or may still be.
+    const pending: typeof fetch = async (input, init) => {
+      const response = await fetch(input, init)
+      const header = response.headers.get('PAYMENT-RESPONSE')
+      if (!header) return response
+      const settled = decodePaymentResponseHeader(header)
+      const headers = new Headers(response.headers)
+      headers.set(
+        'PAYMENT-RESPONSE',
+        encodePaymentResponseHeader({ ...settled, success: false, errorReason: 'settlement_pending', transaction: mintTx }),
+      )
+      return new Response(response.body, { status: 402, headers })
+    }
+    const { guard, pay, payer, events } = await setup({ total: 100_000n, assets: [{ network, asset: token, publicClient }], transport: pending })
+    const before = await balanceOf(payer)
+    await pay(`${resource.url}/paid`)
+    expect(before - (await balanceOf(payer))).toBe(price)
+    expect(await guard.get(taskId)).toMatchObject({ spent: 0n, reserved: price })
+    expect(events.at(-1)).toMatchObject({ type: 'unresolved', settlement: { transaction: mintTx } })
+  })
+
   test('behavior: an unconfirmed settlement is resolved on chain with a client, kept reserved without one', async () => {
     facilitator.mode = 'unconfirmed'
     try {
@@ -437,6 +506,19 @@ describe('x402 settled amount', () => {
     expect(await settledAmount({ settlement: settlement('250'), payload, requirements: requirements('upto'), reserved: 1000n })).toEqual({
       amount: 250n,
       source: 'response',
+    })
+  })
+
+  test('behavior: a settlement claiming more than the payer authorized is not believed', async () => {
+    // exact moves exactly what was signed; a larger claim would charge the budget for money that never left.
+    expect(await settledAmount({ settlement: settlement('50000'), payload, requirements: requirements('exact'), reserved: 1000n })).toEqual({
+      amount: 1000n,
+      source: 'authorization',
+    })
+    // Any other scheme: at most the hold, the most the payer authorized.
+    expect(await settledAmount({ settlement: settlement('1001'), payload, requirements: requirements('upto'), reserved: 1000n })).toEqual({
+      amount: 1000n,
+      source: 'reserved',
     })
   })
 })

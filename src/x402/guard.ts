@@ -14,7 +14,14 @@ import type { Guard } from '../engine/guard.ts'
 import type { Hold, SpendEntry } from '../engine/types.ts'
 import { assertId, optionalText, optionalTtlMs } from '../engine/validate.ts'
 import { X402AssetNotAllowedError, X402VersionNotSupportedError } from './errors.ts'
-import { type SettledAmountSource, loose, parseAtomicAmount, settledAmount, settlementReceiptAmount } from './settled.ts'
+import {
+  type SettledAmountSource,
+  loose,
+  parseAtomicAmount,
+  settledAmount,
+  settlementReceiptAmount,
+  signedAuthorization,
+} from './settled.ts'
 
 /** A `fetch`-shaped function, such as the one `wrapFetchWithPayment` of `@x402/fetch` returns. */
 export type FetchLike = (input: string | URL | Request, init?: RequestInit) => Promise<Response>
@@ -59,10 +66,16 @@ export type CreateX402GuardParameters = {
 /** What happened to one payment's hold. */
 export type X402PaymentEvent =
   | { type: 'reserved'; hold: Hold; requirements: PaymentRequirements; resource: string | undefined }
-  | { type: 'captured'; hold: Hold; entry: SpendEntry; settlement: SettleResponse; amountSource: SettledAmountSource }
+  /** `settlement` is missing when a successful response carried none (see `wrapFetch`). */
+  | { type: 'captured'; hold: Hold; entry: SpendEntry; settlement: SettleResponse | undefined; amountSource: SettledAmountSource }
   | { type: 'released'; hold: Hold; reason: string; settlement?: SettleResponse | undefined }
-  /** The facilitator broadcast the settlement but could not confirm it, and no client could either: the hold stays open. */
-  | { type: 'unresolved'; hold: Hold; settlement: SettleResponse }
+  /**
+   * Nothing says whether the payment moved money, so the hold stays open (until its TTL, if
+   * any): a settlement the facilitator broadcast but could not confirm, that no client could
+   * confirm either, or a paid response without a readable settlement and without a status
+   * that tells.
+   */
+  | { type: 'unresolved'; hold: Hold; reason: string; settlement?: SettleResponse | undefined }
 
 export type X402Guard = {
   readonly taskId: string
@@ -84,11 +97,14 @@ export type X402Guard = {
  * `reserved` (not signed yet), `signed` (waiting for its response), then `closed`: its response
  * came (or it is being released), and nothing else may capture or release its hold.
  */
-type PaymentState = 'reserved' | 'signed' | 'closed'
+/** `answered`: the paid response came back without a settlement; `wrapFetch` decides from its status. */
+type PaymentState = 'reserved' | 'signed' | 'answered' | 'closed'
 
 type Payment = {
   hold: Hold
   requirements: PaymentRequirements
+  /** The signed payload, once the response came back without a settlement. */
+  payload?: PaymentPayload | undefined
   asset: X402Asset
   resource: string | undefined
   state: PaymentState
@@ -237,7 +253,38 @@ export function createX402Guard(parameters: CreateX402GuardParameters): X402Guar
     if (settlement?.success === true) await capture(payment, context.paymentPayload, settlement)
     else if (settlement?.errorReason === settlementPendingReason && settlement.transaction)
       await resolvePending(payment, context.paymentPayload, settlement)
-    else await release(payment, failureReason(context), settlement)
+    else if (settlement || context.paymentRequired) await release(payment, failureReason(context), settlement)
+    else if (calls.getStore()) {
+      // No settlement could be read (a proxy dropped the header, or it was garbled): the
+      // server may well have been paid. wrapFetch decides when it sees the status.
+      payment.state = 'answered'
+      payment.payload = context.paymentPayload
+    } else emit({ type: 'unresolved', hold: payment.hold, reason: failureReason(context) })
+  }
+
+  /**
+   * A paid response without a readable settlement. A success served what was paid for (an
+   * x402 server settles before it answers with success): what was signed counts (`exact`),
+   * else the hold's amount. Any other status is a response the server did not settle for
+   * (released, as when a payment's connection drops after signing). No response at all
+   * leaves the hold open, since nothing says whether money moved.
+   */
+  async function answered(payment: Payment, status: number | undefined): Promise<void> {
+    payment.state = 'closed'
+    if (status === undefined) {
+      emit({ type: 'unresolved', hold: payment.hold, reason: 'no settlement in the response, and the request failed' })
+      return
+    }
+    if (status < 200 || status > 299) return release(payment, `no settlement in the response (status ${status})`)
+    const signed =
+      payment.requirements.scheme === 'exact' && payment.payload ? signedAuthorization(payment.payload.payload).value : undefined
+    const amount = signed ?? payment.hold.amount
+    const entry = await guard.capture(payment.hold.id, amount, {
+      peer: peerOf(payment.resource),
+      tool,
+      reason: `x402 ${payment.requirements.scheme} payment answered ${status} without a settlement`,
+    })
+    emit({ type: 'captured', hold: payment.hold, entry, settlement: undefined, amountSource: signed === undefined ? 'reserved' : 'authorization' })
   }
 
   async function capture(payment: Payment, payload: PaymentPayload, settlement: SettleResponse): Promise<void> {
@@ -275,12 +322,20 @@ export function createX402Guard(parameters: CreateX402GuardParameters): X402Guar
       publicClient: payment.asset.publicClient,
       receiptTimeoutMs,
     })
-    if (moved !== undefined) {
-      await spend(payment, moved, 'receipt', settlement)
+    const signed = payment.requirements.scheme === 'exact' ? signedAuthorization(payload.payload).value : undefined
+    const reserved = payment.hold.amount
+    if (moved !== undefined && signed === undefined) {
+      // What moved, never more than the payer authorized.
+      await spend(payment, moved <= reserved ? moved : reserved, moved <= reserved ? 'receipt' : 'reserved', settlement)
       return
     }
-    // Money may have moved: the hold stays reserved (until its TTL, if any) rather than be freed.
-    emit({ type: 'unresolved', hold: payment.hold, settlement })
+    if (moved !== undefined && signed !== undefined && moved >= signed) {
+      await spend(payment, signed, moved === signed ? 'receipt' : 'authorization', settlement)
+      return
+    }
+    // Money may have moved, or may still move: an `exact` authorization whose transaction moved
+    // less stays good until it expires. The hold stays reserved (until its TTL, if any).
+    emit({ type: 'unresolved', hold: payment.hold, reason: 'settlement pending and not confirmed', settlement })
   }
 
   async function release(payment: Payment, reason: string, settlement?: SettleResponse): Promise<void> {
@@ -296,9 +351,13 @@ export function createX402Guard(parameters: CreateX402GuardParameters): X402Guar
     emit({ type: 'released', hold, reason, settlement })
   }
 
-  /** Releases what a request reserved or signed but never got a response for. */
-  async function finish(call: Call, reason: string): Promise<void> {
+  /**
+   * Releases what a request reserved or signed but never got a response for, and settles what
+   * was answered without a settlement by the status of the response (`undefined`: none came).
+   */
+  async function finish(call: Call, reason: string, status: number | undefined): Promise<void> {
     for (const payment of call.payments) {
+      if (payment.state === 'answered') await answered(payment, status)
       if (payment.state === 'reserved') {
         const reserved = reservedByRequirements.get(payment.requirements)
         const at = reserved?.indexOf(payment) ?? -1
@@ -336,10 +395,10 @@ export function createX402Guard(parameters: CreateX402GuardParameters): X402Guar
         try {
           response = await calls.run(call, () => paidFetch(input, init))
         } catch (error) {
-          await finish(call, `request failed: ${messageOf(error)}`)
+          await finish(call, `request failed: ${messageOf(error)}`, undefined)
           throw call.refusal ?? error
         }
-        await finish(call, 'no payment response')
+        await finish(call, 'no payment response', response.status)
         return response
       }
     },

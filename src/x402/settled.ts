@@ -11,8 +11,9 @@ import { maxAmount } from '../engine/amount.ts'
  * - `authorization`: the value the payer signed, for the `exact` scheme only, where the
  *   facilitator settles that value or nothing (it checks the transfer's value in the receipt
  *   before it reports success);
- * - `reserved`: none of the above is known: the hold's amount, the most the payer authorized,
- *   so that the ledger never counts less than what may have left.
+ * - `reserved`: none of the above is known, or what is claimed exceeds the hold: the hold's
+ *   amount, the most the payer authorized, so that the ledger never counts less than what may
+ *   have left, nor more than could have.
  */
 export type SettledAmountSource = 'response' | 'receipt' | 'authorization' | 'reserved'
 
@@ -158,9 +159,13 @@ export async function settlementReceiptAmount(parameters: Omit<SettledAmountPara
 
 /**
  * The amount a successful settlement moved, and how it is known (see {@link SettledAmountSource}).
- * An amount of 0 means the evidence says nothing moved (a reverted transaction, or no matching
- * transfer in it); for `exact`, never less than the signed value counts. When the receipt
- * cannot be read in time, the next source is used.
+ * The payer authorized at most the hold's amount, and for `exact` exactly the signed value: a
+ * claim or receipt above that is not believed (the payee cannot take more than was signed, and
+ * a larger figure would charge the budget for money that never left). For `exact`, a smaller
+ * one is not believed either: the signed authorization stays good until it expires, and a payee
+ * could otherwise free budget it has been paid. An amount of 0 means the evidence says nothing
+ * moved (a reverted transaction, or no matching transfer in it); never for `exact`. When the
+ * receipt cannot be read in time, the next source is used.
  *
  * @example
  * import { settledAmount } from 'spendguard'
@@ -168,22 +173,17 @@ export async function settlementReceiptAmount(parameters: Omit<SettledAmountPara
  * const { amount, source } = await settledAmount({ settlement, payload, requirements, reserved: 10_000n })
  */
 export async function settledAmount(parameters: SettledAmountParameters): Promise<SettledAmount> {
-  const { settlement, payload, requirements } = parameters
-  // `exact` moves what was signed or nothing. A successful settlement that claims less, or
-  // names a transaction that moved less, is not believed: the signed authorization stays
-  // good until it expires, and a payee could otherwise free budget it has been paid.
-  const signed = requirements.scheme === 'exact' ? signedAuthorization(payload.payload).value : undefined
+  const { settlement, payload, requirements, reserved } = parameters
   const reported = parseAtomicAmount(settlement.amount)
-  if (reported !== undefined) {
-    if (signed !== undefined && reported < signed) return { amount: signed, source: 'authorization' }
-    return { amount: reported, source: 'response' }
+  const signed = requirements.scheme === 'exact' ? signedAuthorization(payload.payload).value : undefined
+  if (signed !== undefined) {
+    // `exact` moves what was signed or nothing, and this settlement succeeded.
+    if (reported === signed) return { amount: signed, source: 'response' }
+    if (reported === undefined && (await settlementReceiptAmount(parameters)) === signed) return { amount: signed, source: 'receipt' }
+    return { amount: signed, source: 'authorization' }
   }
-
+  if (reported !== undefined) return reported <= reserved ? { amount: reported, source: 'response' } : { amount: reserved, source: 'reserved' }
   const moved = await settlementReceiptAmount(parameters)
-  if (moved !== undefined && (signed === undefined || moved >= signed)) return { amount: moved, source: 'receipt' }
-
-  // No receipt (or none in time, or an `exact` one showing less): the settlement succeeded, so
-  // what was signed counts.
-  if (signed !== undefined) return { amount: signed, source: 'authorization' }
-  return { amount: parameters.reserved, source: 'reserved' }
+  if (moved !== undefined) return moved <= reserved ? { amount: moved, source: 'receipt' } : { amount: reserved, source: 'reserved' }
+  return { amount: reserved, source: 'reserved' }
 }
