@@ -4,6 +4,7 @@ import pg from 'pg'
 import { describe, expect, test } from 'vitest'
 import { InvalidArgumentError, createGuard } from '../src/index.ts'
 import { statements } from '../src/engine/store/statements.ts'
+import { startPgProxy } from './helpers/pg-proxy.ts'
 import { sqliteTarget, storeTargets } from './helpers/stores.ts'
 
 /** Index names of a freshly migrated database, whichever the store. */
@@ -137,6 +138,36 @@ describe.each(storeTargets.filter((t) => t.name === 'postgres'))('store tenants 
     } finally {
       await admin.end()
       await guard.destroy()
+      await cleanup()
+    }
+  })
+
+  test('behavior: a commit whose answer is lost with the connection counts once, and every caller gets its result', async () => {
+    const { url, cleanup } = await target.fresh()
+    const proxy = await startPgProxy(url)
+    const guard = await createGuard({ db: proxy.url })
+    try {
+      await guard.allocate('t', { total: 1_000n, asset: 'USDC', decimals: 6 })
+      for (let round = 0; round < 3; round++) {
+        proxy.loseNextCommit()
+        // Callers of one turn share a transaction or two; the first to commit loses its answer.
+        const results = await Promise.all([
+          guard.record('t', { amount: 100n }),
+          guard.record('t', { amount: 50n, id: `inv-${round}` }),
+          guard.reserve('t', 10n),
+        ])
+        expect(proxy.lost).toBe(round + 1)
+        expect(results.map((r) => r.amount)).toEqual([100n, 50n, 10n])
+      }
+      expect(await guard.get('t')).toMatchObject({ spent: 450n, reserved: 30n, entryCount: 6, openHolds: 3 })
+      expect(await guard.entries('t')).toHaveLength(6)
+      // Each operation journaled once (batches may split a round differently).
+      const kinds = (await guard.journal({ taskId: 't' })).map((j) => j.kind)
+      expect(kinds.sort()).toEqual(['allocate', ...Array(6).fill('record'), ...Array(3).fill('reserve')])
+      expect(await guard.verify()).toEqual({ ok: true, problems: [] })
+    } finally {
+      await guard.destroy()
+      await proxy.stop()
       await cleanup()
     }
   })

@@ -193,6 +193,23 @@ export class PaymentUnsettledError extends SpendguardError {
   }
 }
 
+export type CommitUnknownErrorType = CommitUnknownError
+/**
+ * The connection to PostgreSQL was lost while a transaction committed, and the server could
+ * not be asked in time whether it did. The operations of that transaction may have taken
+ * effect: retry them with their idempotency keys or ids, which answer from what landed.
+ */
+export class CommitUnknownError extends SpendguardError {
+  override name = 'CommitUnknownError'
+  override readonly code = 'COMMIT_UNKNOWN'
+  constructor({ cause }: { cause?: unknown } = {}) {
+    super('The connection was lost while committing; whether the operation took effect is unknown.', {
+      cause,
+      metaMessages: ['Retry it with its idempotency key or id, which answers from what landed.'],
+    })
+  }
+}
+
 /** A broken internal invariant: a bug or a corrupted store, never an operating condition. */
 export class InvariantViolationError extends SpendguardError {
   override name = 'InvariantViolationError'

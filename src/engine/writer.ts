@@ -1,4 +1,4 @@
-import { GuardDestroyedError, isDomainError } from './errors.ts'
+import { CommitUnknownError, GuardDestroyedError, isDomainError } from './errors.ts'
 import { type RuleContext, createBudgetCache, flushBudgets } from './rules.ts'
 import type { OutboxRow, Store } from './store/types.ts'
 
@@ -10,7 +10,9 @@ import type { OutboxRow, Store } from './store/types.ts'
  * - a domain error (over budget, unknown hold…) is thrown before the operation writes
  *   anything, so the operation fails alone and the others commit;
  * - any other error rolls the whole batch back, and its operations run again one per
- *   transaction, so that only the faulty one fails.
+ *   transaction, so that only the faulty one fails;
+ * - a commit whose outcome the store cannot learn (`CommitUnknownError`) fails every
+ *   operation of the batch: it may have landed, so none of them runs again.
  */
 export type Operation<T> = (ctx: RuleContext) => Promise<T>
 
@@ -88,6 +90,11 @@ export function createWriter(options: WriterOptions): Writer {
         await flushBudgets(tx, budgets)
       })
     } catch (error) {
+      if (error instanceof CommitUnknownError) {
+        // It may have committed: running its operations again could apply them twice.
+        for (const pending of batch) pending.reject(error)
+        return
+      }
       if (batch.length > 1) {
         for (const pending of batch) await runBatch([pending])
         return

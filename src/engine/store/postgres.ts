@@ -10,7 +10,7 @@ import {
   sql,
 } from 'kysely'
 import pg from 'pg'
-import { InvalidArgumentError } from '../errors.ts'
+import { CommitUnknownError, InvalidArgumentError, invariant } from '../errors.ts'
 import { createChainReads } from './chain-reads.ts'
 import { budgets as budgetCodec, outbox as outboxCodec } from './codec.ts'
 import { type Database as Schema, migrations } from './schema.ts'
@@ -84,10 +84,14 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
   async function runTransaction<T>(fn: (tx: StoreTx) => Promise<T>): Promise<T> {
     for (let attempt = 0; ; attempt++) {
       let committing = false
+      // The transaction's id, to ask the server whether it committed when the answer to
+      // COMMIT is lost with the connection.
+      let xid: string | undefined
+      let result: T | undefined
       try {
-        await writer.query('begin')
+        xid = transactionId(await writer.query('begin; select txid_current()::text as xid'))
         const journal: Omit<JournalRow, 'seq'>[] = []
-        const result = await fn({
+        result = await fn({
           ...tx,
           appendJournal: (row) => {
             journal.push(row)
@@ -106,9 +110,14 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
       } catch (error) {
         await writer.query('rollback').catch(() => {})
         if (committing && isConnectionError(error)) {
-          // The commit may or may not have landed: never run the batch twice.
-          writer = await connect(options.connectionString)
-          names.clear()
+          // The commit may or may not have landed: the server knows which. Never run a
+          // committed batch twice, nor report it failed.
+          writer.end().catch(() => {})
+          const status = await commitStatus(xid)
+          if (status === 'committed') return result as T
+          if (status === undefined) throw new CommitUnknownError({ cause: error })
+          // Rolled back: nothing landed, so the batch runs again.
+          if (attempt < retriesMax) continue
           throw error
         }
         const code = (error as { code?: string }).code
@@ -126,6 +135,32 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
         throw error
       }
     }
+  }
+
+  /**
+   * Whether transaction `xid` committed, asked on a new writer connection; waits while the
+   * old connection's backend is still finishing it. Undefined when the server cannot tell.
+   */
+  async function commitStatus(xid: string | undefined): Promise<'committed' | 'aborted' | undefined> {
+    if (xid === undefined) return undefined
+    const deadline = Date.now() + commitStatusWaitMs
+    for (let attempt = 0; Date.now() < deadline; attempt++) {
+      try {
+        writer = await connect(options.connectionString)
+        names.clear()
+        for (;;) {
+          const { rows } = await writer.query<{ status: string | null }>('select txid_status($1::bigint) as status', [xid])
+          const status = rows[0]?.status
+          if (status === 'committed' || status === 'aborted') return status
+          if (status !== 'in progress' || Date.now() >= deadline) return undefined
+          await sleep(10)
+        }
+      } catch (error) {
+        if (!isConnectionError(error) && (error as { code?: string }).code !== 'ECONNREFUSED') throw error
+        await sleep(Math.min(500, 20 * 2 ** attempt))
+      }
+    }
+    return undefined
   }
 
   return {
@@ -170,6 +205,17 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
       await db.destroy()
     },
   }
+}
+
+/** How long to keep asking whether a commit whose answer was lost landed. */
+const commitStatusWaitMs = 30_000
+
+/** The `xid` of `begin; select txid_current()`: pg answers a multi-statement query with a result per statement. */
+function transactionId(results: pg.QueryResult | pg.QueryResult[]): string {
+  const last = Array.isArray(results) ? results[results.length - 1] : results
+  const xid = (last?.rows[0] as { xid?: string } | undefined)?.xid
+  invariant(typeof xid === 'string', 'begin returned no transaction id')
+  return xid
 }
 
 async function connect(connectionString: string): Promise<pg.Client> {
