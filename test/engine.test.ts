@@ -119,6 +119,22 @@ describe.each(storeTargets)('engine on $name', (target) => {
   })
 
   describe('amounts', () => {
+    test('behavior: a soft budget sums past 2^256-1 exactly, and paging past the last seq is refused as bad input', async () => {
+      const guard = await guards.guard()
+      await guard.allocate('soft', { total: 1n, ...USDC, hardLimit: false })
+      for (let i = 0; i < 12; i++) await guard.record('soft', { amount: max })
+      const hold = await guard.reserve('soft', max)
+      await guard.reserve('soft', max)
+      expect(await guard.get('soft')).toMatchObject({ spent: 12n * max, reserved: 2n * max, overspent: 14n * max - 1n })
+      await guard.capture(hold.id, max)
+      expect(await guard.get('soft')).toMatchObject({ spent: 13n * max, reserved: max })
+      const last = (await guard.journal({ taskId: 'soft' })).at(-1)
+      expect(last?.after).toEqual({ spent: 13n * max, reserved: max })
+      expect(await guard.verify()).toEqual({ ok: true, problems: [] })
+      expect(await guard.journal({ afterSeq: 2n ** 63n - 1n })).toEqual([])
+      await expect(guard.journal({ afterSeq: 2n ** 63n })).rejects.toBeInstanceOf(InvalidArgumentError)
+    })
+
     test('behavior: values above 2^64 and at 2^256-1 round-trip exactly', async () => {
       const guard = await guards.guard()
       const big = 2n ** 64n + 12_345n

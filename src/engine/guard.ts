@@ -240,6 +240,8 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
     return submit((ctx) => rules.reserveOnce(ctx, input), taskId)
   }
 
+  const seqMax = 2n ** 63n - 1n
+
   /** Keyed payments running in this process: a second call with the key waits for the first. */
   const paying = new Map<string, Promise<unknown>>()
 
@@ -442,8 +444,9 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
     async journal(options) {
       const o = v.options<{ taskId: string; afterSeq: bigint; limit: number }>('journal options', options)
       if (o.taskId !== undefined) v.assertId('taskId', o.taskId)
-      if (o.afterSeq !== undefined && (typeof o.afterSeq !== 'bigint' || o.afterSeq < 0n))
-        throw new InvalidArgumentError({ argument: 'afterSeq', value: o.afterSeq, reason: 'a bigint ≥ 0' })
+      // seq is a 64-bit signed integer in both stores.
+      if (o.afterSeq !== undefined && (typeof o.afterSeq !== 'bigint' || o.afterSeq < 0n || o.afterSeq > seqMax))
+        throw new InvalidArgumentError({ argument: 'afterSeq', value: o.afterSeq, reason: 'a bigint in 0…2^63-1' })
       const limit = o.limit ?? 1000
       if (!Number.isInteger(limit) || limit < 1 || limit > 100_000)
         throw new InvalidArgumentError({ argument: 'limit', value: limit, reason: 'an integer in 1…100000' })

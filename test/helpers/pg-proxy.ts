@@ -37,7 +37,7 @@ export async function startPgProxy(url: string): Promise<PgProxy> {
     backend.on('error', close).on('close', close)
     client.pipe(backend)
 
-    let pending = Buffer.alloc(0)
+    let pending: Buffer = Buffer.alloc(0)
     backend.on('data', (chunk: Buffer) => {
       pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk])
       let forward = 0

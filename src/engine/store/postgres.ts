@@ -43,7 +43,7 @@ const retriesMax = 20
 /**
  * PostgreSQL through pg: one writer connection per process (budgets are locked with
  * SELECT … FOR UPDATE, so processes on any number of machines serialize per budget) and
- * a small pool behind kysely for reads. Amounts are numeric(78,0).
+ * a small pool behind kysely for reads. Amounts are numeric(78,0); running sums are numeric.
  */
 export async function createPostgresStore(options: PostgresStoreOptions): Promise<Store> {
   const pool = new pg.Pool({ connectionString: options.connectionString, max: options.readPoolMax ?? 8 })

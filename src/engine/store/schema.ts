@@ -3,7 +3,8 @@ import type { StoreDialect } from './types.ts'
 
 /**
  * The ledger schema as kysely sees it. Amounts are decimal text in SQLite and
- * numeric(78,0) in PostgreSQL; both arrive here as strings and become bigint in the store.
+ * numeric(78,0) in PostgreSQL (a budget's running sums: plain numeric); both arrive here as
+ * strings and become bigint in the store.
  * Timestamps are milliseconds since the epoch.
  */
 export interface Database {
@@ -133,6 +134,7 @@ export function migrations(dialect: StoreDialect): MigrationProvider {
   const all: Record<string, Migration> = {
     '2026-11-21-ledger': ledger(dialect),
     '2026-11-21-unconfirmed': unconfirmed(),
+    '2026-11-22-unbounded-sums': unboundedSums(dialect),
   }
   return { getMigrations: async () => all }
 }
@@ -362,5 +364,27 @@ function unconfirmed(): Migration {
       await db.schema.dropIndex('chain_logs_unconfirmed').execute()
       await db.schema.dropIndex('entries_unconfirmed').execute()
     },
+  }
+}
+
+/**
+ * A budget's sums may pass 2^256-1 (soft limits and on-chain facts add up without bound),
+ * while numeric(78,0) holds at most 78 digits: PostgreSQL's running sums become plain
+ * numeric, exact at any size, as SQLite's decimal text already is. Dropping the precision
+ * of a numeric column rewrites nothing.
+ */
+function unboundedSums(dialect: StoreDialect): Migration {
+  const columns: [string, string[]][] = [
+    ['budgets', ['spent', 'reserved']],
+    ['journal', ['spent_after', 'reserved_after']],
+  ]
+  const retype = async (db: Kysely<any>, type: string) => {
+    if (dialect !== 'postgres') return
+    for (const [table, names] of columns)
+      for (const name of names) await db.schema.alterTable(table).alterColumn(name, (c) => c.setDataType(sql.raw(type))).execute()
+  }
+  return {
+    up: (db) => retype(db, 'numeric'),
+    down: (db) => retype(db, 'numeric(78,0)'),
   }
 }
