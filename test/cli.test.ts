@@ -214,6 +214,40 @@ describe('cli --json', () => {
   })
 })
 
+test('behavior: bad input exits 2 before a store is opened, so a mistyped --db creates nothing', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'spendguard-cli-'))
+  try {
+    const db = `sqlite:${join(dir, 'typo.db')}`
+    const hook = '0x2222222222222222222222222222222222222222'
+    const bad: string[][] = [
+      ['allocate', 't', '--total', 'abc', '--asset', 'USDC', '--decimals', '6'],
+      ['allocate', 't', '--total', '1', '--asset', 'USDC', '--decimals', '66'],
+      ['allocate', 't', '--total', '1', '--asset', 'U S D', '--decimals', '6'],
+      ['allocate', 't', '--total', '1', '--asset', 'USDC', '--decimals', '6', '--thresholds', '1.5'],
+      ['allocate', 't', '--total', '1', '--asset', 'USDC', '--decimals', '6', '--metadata', '[1]'],
+      ['reserve', 't', '1..5'],
+      ['reserve', 't', '1', '--ref', '0x12'],
+      ['reserve', 't', '1', '--ttl', '0'],
+      ['capture', 'hold_x', '-1'],
+      ['record', 't', 'ten'],
+      ['record', 't', '1', '--peer', 'x'.repeat(2000)],
+      ['journal', '--after', String(2n ** 63n)],
+      ['bind', 't', '--chain-id', '1', '--hook', '0x12', '--account', hook],
+      ['unbind', '--chain-id', '1', '--hook', hook, '--account', 'nope'],
+      ['sync', '--rpc', 'notaurl', '--chain-id', '1', '--hook', hook, '--once'],
+      ['sync', '--rpc', 'http://127.0.0.1:1', '--chain-id', '1', '--hook', 'nope', '--once'],
+    ]
+    for (const args of bad) {
+      const result = await cli([...args, '--db', db])
+      expect(result.code, `${args.join(' ')}: ${result.stderr}`).toBe(2)
+      expect(result.stderr, args.join(' ')).toMatch(/^spendguard: Invalid /)
+    }
+    expect(existsSync(join(dir, 'typo.db'))).toBe(false)
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+})
+
 test('behavior: --help on every command shows an example', async () => {
   for (const command of ['allocate', 'status', 'reserve', 'capture', 'release', 'record', 'close', 'bind', 'unbind', 'journal', 'verify', 'sync', 'demo']) {
     const help = await cli([command, '--help'])

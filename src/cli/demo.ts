@@ -25,17 +25,21 @@ import { amount, bar, json, percent } from './format.ts'
  */
 const decimals = 6
 const usd = (whole: number) => BigInt(Math.round(whole * 100)) * 10n ** BigInt(decimals - 2)
-const taskId = 'demo-agent'
 /** anvil's well-known development keys #1 (the agent's x402 payer), #2 (the API's payee), #3 (the facilitator). */
 const payerKey = '0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d'
 const payeeKey = '0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a'
 const facilitatorKey = '0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6'
 const apiPrice = usd(1.5)
 
-export async function runDemo({ json: asJson = false }: { json?: boolean } = {}): Promise<void> {
+/**
+ * Runs the demo. Its ledger is a temporary SQLite file, removed at the end, unless `db` names
+ * one to keep (then the task gets a name of its own, so runs do not collide).
+ */
+export async function runDemo({ json: asJson = false, db }: { json?: boolean; db?: string | undefined } = {}): Promise<void> {
   const say = (line = '') => {
     if (!asJson) process.stdout.write(`${line}\n`)
   }
+  const taskId = db === undefined ? 'demo-agent' : `demo-agent-${Date.now().toString(36)}`
   const dir = mkdtempSync(join(tmpdir(), 'spendguard-demo-'))
   const anvil = await startAnvil()
   const cleanup: (() => Promise<unknown>)[] = [() => anvil.stop()]
@@ -48,7 +52,7 @@ export async function runDemo({ json: asJson = false }: { json?: boolean } = {})
     say('on-chain limit: cumulative 4.00 USDC per account (SpendingHook)')
     const fromBlock = await stack.publicClient.getBlockNumber()
 
-    const guard = await createGuard({ db: `sqlite:${join(dir, 'demo.db')}` })
+    const guard = await createGuard({ db: db ?? `sqlite:${join(dir, 'demo.db')}` })
     cleanup.unshift(() => guard.destroy())
     guard.on('alert', (a: AlertEvent) => say(`  ⚑ alert: ${taskId} passed ${a.threshold * 100}% (spent ${amount(a.spent, decimals, 'USDC')})`))
     guard.on('exhausted', () => say(`  ⚑ exhausted: ${taskId} has nothing left to spend`))

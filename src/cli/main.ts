@@ -1,10 +1,12 @@
 import { Command, CommanderError, Option } from 'commander'
-import { parseUnits, reaches, toFraction } from '../engine/amount.ts'
+import { assertDecimalText, assertDecimals, parseUnits, reaches, toFraction } from '../engine/amount.ts'
 import { type Guard, createGuard } from '../engine/guard.ts'
 import { InvalidArgumentError } from '../engine/errors.ts'
 import { defaultDbUrl } from '../engine/store/index.ts'
 import type { TaskBudget } from '../engine/types.ts'
-import { bindAccount, unbindAccount } from '../onchain/bindings.ts'
+import * as v from '../engine/validate.ts'
+import { assertAddress, bindAccount, unbindAccount } from '../onchain/bindings.ts'
+import { assertRpcUrl } from '../onchain/rpc.ts'
 import { amount, bar, budgetLine, errorLine, exitCodeOf, exitCodes, json, percent, table } from './format.ts'
 import { runSync } from './sync.ts'
 
@@ -78,6 +80,22 @@ function fractions(argument: string, text: string): number[] {
   })
 }
 
+/** The 64-bit signed range of journal sequence numbers. */
+const seqMax = 2n ** 63n - 1n
+
+function entryOptions(o: { id?: string; peer?: string; tool?: string; reason?: string }): void {
+  v.optionalId('id', o.id)
+  v.optionalText('peer', o.peer)
+  v.optionalText('tool', o.tool)
+  v.optionalText('reason', o.reason)
+}
+
+function addresses(o: { chainId: string; hook: string; account: string; sender?: string }): void {
+  assertAddress('hook', o.hook)
+  assertAddress('account', o.account)
+  if (o.sender !== undefined) assertAddress('sender', o.sender)
+}
+
 function buildProgram(): Command {
   const program = new Command('spendguard')
     .description('A spending guard for AI agents that pay: task budgets, holds, an exact ledger, on-chain reconciliation.')
@@ -94,28 +112,34 @@ function buildProgram(): Command {
     .option('--soft', 'soft limit: allow spending past the total, shown as overspent')
     .option('--metadata <json>', 'metadata as a JSON object')
     .addHelpText('after', '\nExample:\n  $ spendguard allocate research-42 --total 25 --asset USDC --decimals 6')
-    .action(async (taskId: string, o: Common & { total: string; asset: string; decimals: string; thresholds?: string; soft?: boolean; metadata?: string }) =>
-      withGuard(o, async (guard) => {
-        const decimals = Number(o.decimals)
-        let metadata: Record<string, unknown> | undefined
-        if (o.metadata !== undefined) {
-          try {
-            metadata = JSON.parse(o.metadata)
-          } catch {
-            throw new InvalidArgumentError({ argument: 'metadata', value: o.metadata, reason: 'a JSON object' })
-          }
+    .action(async (taskId: string, o: Common & { total: string; asset: string; decimals: string; thresholds?: string; soft?: boolean; metadata?: string }) => {
+      // Everything is checked before the store is opened (or created).
+      v.assertId('taskId', taskId)
+      const decimals = Number(o.decimals)
+      assertDecimals(decimals)
+      v.assertAsset(o.asset)
+      let metadata: Record<string, unknown> | undefined
+      if (o.metadata !== undefined) {
+        try {
+          metadata = JSON.parse(o.metadata)
+        } catch {
+          throw new InvalidArgumentError({ argument: 'metadata', value: o.metadata, reason: 'a JSON object' })
         }
-        const b = await guard.allocate(taskId, {
-          total: parseUnits(o.total, decimals),
-          asset: o.asset,
-          decimals,
-          thresholds: o.thresholds === undefined ? undefined : fractions('thresholds', o.thresholds),
-          hardLimit: o.soft ? false : undefined,
-          metadata,
-        })
+        v.metadata(metadata)
+      }
+      const parameters = {
+        total: parseUnits(o.total, decimals),
+        asset: o.asset,
+        decimals,
+        thresholds: o.thresholds === undefined ? undefined : v.thresholds(fractions('thresholds', o.thresholds)),
+        hardLimit: o.soft ? false : undefined,
+        metadata,
+      }
+      return withGuard(o, async (guard) => {
+        const b = await guard.allocate(taskId, parameters)
         out(o.json ? json(b) : showBudget(b).join('\n'))
-      }),
-    )
+      })
+    })
 
   common(program.command('status'))
     .description('show every budget, or one in detail')
@@ -149,8 +173,13 @@ function buildProgram(): Command {
     .option('--ttl <ms>', 'release the hold by itself after this many milliseconds', integer('ttl'))
     .option('--ref <hex>', '32-byte reference an on-chain payment carries')
     .addHelpText('after', '\nExample:\n  $ spendguard reserve research-42 2.5 --key call-17 --ttl 60000')
-    .action(async (taskId: string, value: string, o: Common & { key?: string; ttl?: string; ref?: `0x${string}` }) =>
-      withGuard(o, async (guard) => {
+    .action(async (taskId: string, value: string, o: Common & { key?: string; ttl?: string; ref?: `0x${string}` }) => {
+      v.assertId('taskId', taskId)
+      assertDecimalText(value)
+      v.optionalId('key', o.key)
+      v.optionalTtlMs(o.ttl === undefined ? undefined : Number(o.ttl))
+      v.optionalRef(o.ref)
+      return withGuard(o, async (guard) => {
         const b = await unitsOf(guard, taskId)
         const hold = await guard.reserve(taskId, parseUnits(value, b.decimals), {
           key: o.key,
@@ -158,8 +187,8 @@ function buildProgram(): Command {
           ref: o.ref,
         })
         out(o.json ? json(hold) : `hold ${hold.id} · ${amount(hold.amount, b.decimals, b.asset)} · ref ${hold.ref}`)
-      }),
-    )
+      })
+    })
 
   common(program.command('capture'))
     .description('settle a hold with the amount actually paid')
@@ -170,26 +199,30 @@ function buildProgram(): Command {
     .option('--tool <tool>', 'what was paid for')
     .option('--reason <reason>')
     .addHelpText('after', '\nExample:\n  $ spendguard capture hold_0190… 1.75 --peer api.example.com')
-    .action(async (holdId: string, value: string, o: Common & { id?: string; peer?: string; tool?: string; reason?: string }) =>
-      withGuard(o, async (guard) => {
+    .action(async (holdId: string, value: string, o: Common & { id?: string; peer?: string; tool?: string; reason?: string }) => {
+      v.assertId('holdId', holdId)
+      assertDecimalText(value)
+      entryOptions(o)
+      return withGuard(o, async (guard) => {
         const hold = await guard.hold(holdId)
         const b = await unitsOf(guard, hold.taskId)
         const entry = await guard.capture(holdId, parseUnits(value, b.decimals), { id: o.id, peer: o.peer, tool: o.tool, reason: o.reason })
         out(o.json ? json(entry) : `captured ${amount(entry.amount, b.decimals, b.asset)} on ${b.taskId} (entry ${entry.id})`)
-      }),
-    )
+      })
+    })
 
   common(program.command('release'))
     .description('release a hold; its amount returns to the budget')
     .argument('<holdId>')
     .addHelpText('after', '\nExample:\n  $ spendguard release hold_0190…')
-    .action(async (holdId: string, o: Common) =>
-      withGuard(o, async (guard) => {
+    .action(async (holdId: string, o: Common) => {
+      v.assertId('holdId', holdId)
+      return withGuard(o, async (guard) => {
         const hold = await guard.release(holdId)
         const b = await unitsOf(guard, hold.taskId)
         out(o.json ? json(hold) : `released ${amount(hold.amount, b.decimals, b.asset)} on ${b.taskId}`)
-      }),
-    )
+      })
+    })
 
   common(program.command('record'))
     .description('record a spend that had no hold')
@@ -200,26 +233,30 @@ function buildProgram(): Command {
     .option('--tool <tool>')
     .option('--reason <reason>')
     .addHelpText('after', '\nExample:\n  $ spendguard record research-42 0.30 --peer api.example.com --id inv-88')
-    .action(async (taskId: string, value: string, o: Common & { id?: string; peer?: string; tool?: string; reason?: string }) =>
-      withGuard(o, async (guard) => {
+    .action(async (taskId: string, value: string, o: Common & { id?: string; peer?: string; tool?: string; reason?: string }) => {
+      v.assertId('taskId', taskId)
+      assertDecimalText(value)
+      entryOptions(o)
+      return withGuard(o, async (guard) => {
         const b = await unitsOf(guard, taskId)
         const entry = await guard.record(taskId, { amount: parseUnits(value, b.decimals), id: o.id, peer: o.peer, tool: o.tool, reason: o.reason })
         out(o.json ? json(entry) : `recorded ${amount(entry.amount, b.decimals, b.asset)} on ${taskId} (entry ${entry.id})`)
-      }),
-    )
+      })
+    })
 
   common(program.command('close'))
     .description('close a task: release its holds and print its report')
     .argument('<taskId>')
     .addHelpText('after', '\nExample:\n  $ spendguard close research-42')
-    .action(async (taskId: string, o: Common) =>
-      withGuard(o, async (guard) => {
+    .action(async (taskId: string, o: Common) => {
+      v.assertId('taskId', taskId)
+      return withGuard(o, async (guard) => {
         const b = await unitsOf(guard, taskId)
         const report = await guard.close(taskId)
         if (o.json) return out(json(report))
         out(`closed ${taskId}: spent ${amount(report.spent, b.decimals, b.asset)} of ${amount(report.total, b.decimals, b.asset)}, ${report.entryCount} entries, ${report.releasedHolds} holds released, ${(report.durationMs / 1000).toFixed(1)} s`)
-      }),
-    )
+      })
+    })
 
   common(program.command('bind'))
     .description("map an account's on-chain spends (through a SpendingHook) to a task")
@@ -230,12 +267,15 @@ function buildProgram(): Command {
     .option('--sender <address>', 'only spends this sender makes through the account')
     .option('--token <address>', "the token carrying the task's asset (zero address: native)", '0x0000000000000000000000000000000000000000')
     .addHelpText('after', '\nExample:\n  $ spendguard bind research-42 --chain-id 8453 --hook 0x… --account 0x… --token 0x833589fC…')
-    .action(async (taskId: string, o: Common & { chainId: string; hook: `0x${string}`; account: `0x${string}`; sender?: `0x${string}`; token: `0x${string}` }) =>
-      withGuard(o, async (guard) => {
+    .action(async (taskId: string, o: Common & { chainId: string; hook: `0x${string}`; account: `0x${string}`; sender?: `0x${string}`; token: `0x${string}` }) => {
+      v.assertId('taskId', taskId)
+      addresses(o)
+      assertAddress('token', o.token)
+      return withGuard(o, async (guard) => {
         const row = await bindAccount(guard, { chainId: Number(o.chainId), hook: o.hook }, { account: o.account, sender: o.sender, taskId, token: o.token })
         out(o.json ? json(row) : `bound ${row.account}${row.sender ? ` (sender ${row.sender})` : ''} on chain ${row.chainId} to ${taskId}, token ${row.token}`)
-      }),
-    )
+      })
+    })
 
   common(program.command('unbind'))
     .description('remove the binding `bind` made; later spends of the account are kept as unbound')
@@ -244,14 +284,15 @@ function buildProgram(): Command {
     .requiredOption('--account <address>', 'the smart account')
     .option('--sender <address>', 'the sender the binding names, if it names one')
     .addHelpText('after', '\nExample:\n  $ spendguard unbind --chain-id 8453 --hook 0x… --account 0x…')
-    .action(async (o: Common & { chainId: string; hook: `0x${string}`; account: `0x${string}`; sender?: `0x${string}` }) =>
-      withGuard(o, async (guard) => {
+    .action(async (o: Common & { chainId: string; hook: `0x${string}`; account: `0x${string}`; sender?: `0x${string}` }) => {
+      addresses(o)
+      return withGuard(o, async (guard) => {
         const removed = await unbindAccount(guard, { chainId: Number(o.chainId), hook: o.hook }, { account: o.account, sender: o.sender })
         if (!removed) process.exitCode = exitCodes.notFound
         const what = `${o.account.toLowerCase()}${o.sender ? ` (sender ${o.sender.toLowerCase()})` : ''} on chain ${Number(o.chainId)}`
         out(o.json ? json({ removed }) : removed ? `unbound ${what}` : `no binding for ${what}`)
-      }),
-    )
+      })
+    })
 
   common(program.command('journal'))
     .description('list journal entries in order')
@@ -259,9 +300,13 @@ function buildProgram(): Command {
     .option('--after <seq>', 'entries after this sequence number', integer('after'))
     .option('--limit <n>', 'at most this many', integer('limit'), '50')
     .addHelpText('after', '\nExample:\n  $ spendguard journal --task research-42 --limit 20')
-    .action(async (o: Common & { task?: string; after?: string; limit: string }) =>
-      withGuard(o, async (guard) => {
-        const rows = await guard.journal({ taskId: o.task, afterSeq: o.after === undefined ? undefined : BigInt(o.after), limit: Number(o.limit) })
+    .action(async (o: Common & { task?: string; after?: string; limit: string }) => {
+      const query = { taskId: o.task, afterSeq: o.after === undefined ? undefined : BigInt(o.after), limit: Number(o.limit) }
+      v.optionalId('task', o.task)
+      if (query.afterSeq !== undefined && query.afterSeq > seqMax)
+        throw new InvalidArgumentError({ argument: 'after', value: o.after, reason: 'a sequence number in 0…2^63-1' })
+      return withGuard(o, async (guard) => {
+        const rows = await guard.journal(query)
         if (o.json) return out(json(rows))
         const units = new Map<string, TaskBudget>()
         for (const r of rows) if (!units.has(r.taskId)) units.set(r.taskId, await guard.get(r.taskId))
@@ -282,8 +327,8 @@ function buildProgram(): Command {
             }),
           ),
         )
-      }),
-    )
+      })
+    })
 
   common(program.command('verify'))
     .description('recompute every budget from the journal and compare')
@@ -309,8 +354,10 @@ function buildProgram(): Command {
     .option('--reorg-depth <n>', 'blocks of hashes kept to undo reorgs', integer('reorg-depth'), '64')
     .option('--once', 'sync up to the head, then exit')
     .addHelpText('after', '\nExample:\n  $ spendguard sync --rpc http://127.0.0.1:8545 --chain-id 31337 --hook 0x… --from-block 1')
-    .action(async (o: Common & { rpc: string; chainId: string; hook: `0x${string}`; fromBlock: string; confirmations: string; pollInterval: string; reorgDepth: string; once?: boolean }) =>
-      withGuard(o, (guard) =>
+    .action(async (o: Common & { rpc: string; chainId: string; hook: `0x${string}`; fromBlock: string; confirmations: string; pollInterval: string; reorgDepth: string; once?: boolean }) => {
+      assertRpcUrl(o.rpc)
+      assertAddress('hook', o.hook)
+      return withGuard(o, (guard) =>
         runSync(guard, {
           rpcUrl: o.rpc,
           chainId: Number(o.chainId),
@@ -322,17 +369,18 @@ function buildProgram(): Command {
           once: o.once === true,
           json: o.json === true,
         }),
-      ),
-    )
+      )
+    })
 
   program
     .command('demo')
     .description('start a local anvil, deploy the contracts, and run an agent that pays under a budget')
     .option('--json', 'print the final report as JSON')
-    .addHelpText('after', '\nExample:\n  $ spendguard demo')
-    .action(async (o: { json?: boolean }) => {
+    .option('--db <url>', 'keep the demo ledger in this store (default: a temporary file, removed at the end)')
+    .addHelpText('after', '\nExamples:\n  $ spendguard demo\n  $ spendguard demo --db sqlite:./demo.db')
+    .action(async (o: { json?: boolean; db?: string }) => {
       const { runDemo } = await import('./demo.ts')
-      await runDemo({ json: o.json === true })
+      await runDemo({ json: o.json === true, db: o.db })
     })
 
   return program

@@ -36,8 +36,7 @@ export function assertTotal(value: unknown): asserts value is bigint {
  */
 export function parseUnits(text: string, decimals: number): bigint {
   assertDecimals(decimals)
-  if (typeof text !== 'string' || !/^\d+(\.\d+)?$/.test(text.trim()))
-    throw new InvalidAmountError({ value: text, reason: 'expected a non-negative decimal such as "12.5"' })
+  assertDecimalText(text)
   const [whole = '0', fraction = ''] = text.trim().split('.')
   if (fraction.length > decimals)
     throw new InvalidAmountError({
@@ -47,6 +46,12 @@ export function parseUnits(text: string, decimals: number): bigint {
   const value = BigInt(whole + fraction.padEnd(decimals, '0'))
   if (value > maxAmount) throw new InvalidAmountError({ value: text, reason: 'above 2^256-1' })
   return value
+}
+
+/** Checks that `text` reads as an amount in whole units (`12.5`), whatever the asset's decimals. */
+export function assertDecimalText(text: unknown): asserts text is string {
+  if (typeof text !== 'string' || !/^\d+(\.\d+)?$/.test(text.trim()))
+    throw new InvalidAmountError({ value: text, reason: 'expected a non-negative decimal such as "12.5"' })
 }
 
 /**

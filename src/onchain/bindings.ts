@@ -19,7 +19,7 @@ export type BindParameters = {
 
 export type ChainScope = { chainId: number; hook: `0x${string}` }
 
-function assertAddress(argument: string, value: unknown): asserts value is `0x${string}` {
+export function assertAddress(argument: string, value: unknown): asserts value is `0x${string}` {
   if (typeof value !== 'string' || !isAddress(value, { strict: false }))
     throw new InvalidArgumentError({ argument, value, reason: 'a 20-byte hex address' })
 }

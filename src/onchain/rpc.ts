@@ -1,4 +1,5 @@
 import { type PublicClient, createPublicClient, http, numberToHex } from 'viem'
+import { InvalidArgumentError } from '../engine/errors.ts'
 import { RpcFailedError } from './errors.ts'
 import type { RpcLog } from './decode.ts'
 import { isRangeError, isRetryable } from './range.ts'
@@ -16,6 +17,16 @@ export type RpcOptions = {
 }
 
 export type BlockHeader = { number: bigint; hash: `0x${string}`; parentHash: `0x${string}` }
+
+/** Checks that `value` is an http(s) URL, the transport the tracker builds from an RPC URL. */
+export function assertRpcUrl(value: unknown): asserts value is string {
+  let protocol: string | undefined
+  try {
+    protocol = typeof value === 'string' ? new URL(value).protocol : undefined
+  } catch {}
+  if (protocol !== 'http:' && protocol !== 'https:')
+    throw new InvalidArgumentError({ argument: 'rpcUrl', value, reason: 'an http(s) URL (or pass a viem client)' })
+}
 
 export function createRpcClient(rpcUrl: string, { timeoutMs = 10_000 }: { timeoutMs?: number } = {}): PublicClient {
   // Retries are the tracker's own (range errors must not be retried as they are).

@@ -10,7 +10,7 @@ import { ChainMismatchError, CursorMovedError, ReorgTooDeepError, RpcInconsisten
 import { type PagePolicy, defaultPagePolicy, grow, isRangeError, shrink } from './range.ts'
 import { type BindParameters, type ChainScope, assertScope, bindAccount, listBindings, unbindAccount } from './bindings.ts'
 import * as reconcile from './reconcile.ts'
-import { type BlockHeader, type RpcOptions, createRpcClient, getChainId, getHeader, getRawLogs } from './rpc.ts'
+import { type BlockHeader, type RpcOptions, assertRpcUrl, createRpcClient, getChainId, getHeader, getRawLogs } from './rpc.ts'
 
 export type CreateTrackerParameters = {
   guard: Guard
@@ -141,6 +141,7 @@ export function createTracker(parameters: CreateTrackerParameters): Tracker {
   const policy: PagePolicy = { ...defaultPagePolicy, ...p.pageBlocks }
   const rpcOptions: RpcOptions = { attemptsMax: p.rpcAttemptsMax, retryDelayMs: p.rpcRetryDelayMs }
   if (!p.client && !p.rpcUrl) throw new InvalidArgumentError({ argument: 'rpcUrl', value: p.rpcUrl, reason: 'an RPC URL or a client' })
+  if (!p.client) assertRpcUrl(p.rpcUrl)
   const client = p.client ?? createRpcClient(p.rpcUrl as string, { timeoutMs: p.rpcTimeoutMs })
   const store = guard.internal.store
   const scope: ChainScope = { chainId, hook }
