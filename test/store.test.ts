@@ -142,14 +142,16 @@ describe.each(storeTargets.filter((t) => t.name === 'postgres'))('store tenants 
     }
   })
 
-  test('behavior: a commit whose answer is lost with the connection counts once, and every caller gets its result', async () => {
+  test('behavior: a commit lost with the connection, before or after the server committed, counts once, and every caller gets its result', async () => {
     const { url, cleanup } = await target.fresh()
     const proxy = await startPgProxy(url)
     const guard = await createGuard({ db: proxy.url })
     try {
       await guard.allocate('t', { total: 1_000n, asset: 'USDC', decimals: 6 })
       for (let round = 0; round < 3; round++) {
-        proxy.loseNextCommit()
+        // The answer lost after the server committed, or the COMMIT lost before it got there.
+        if (round === 1) proxy.dropNextCommit()
+        else proxy.loseNextCommit()
         // Callers of one turn share a transaction or two; the first to commit loses its answer.
         const results = await Promise.all([
           guard.record('t', { amount: 100n }),
@@ -159,11 +161,17 @@ describe.each(storeTargets.filter((t) => t.name === 'postgres'))('store tenants 
         expect(proxy.lost).toBe(round + 1)
         expect(results.map((r) => r.amount)).toEqual([100n, 50n, 10n])
       }
-      expect(await guard.get('t')).toMatchObject({ spent: 450n, reserved: 30n, entryCount: 6, openHolds: 3 })
-      expect(await guard.entries('t')).toHaveLength(6)
+      // One operation alone in its transaction: a failure could not hide in a batch run again one by one.
+      proxy.dropNextCommit()
+      expect(await guard.record('t', { amount: 7n })).toMatchObject({ amount: 7n })
+      proxy.loseNextCommit()
+      expect(await guard.record('t', { amount: 3n })).toMatchObject({ amount: 3n })
+      expect(proxy.lost).toBe(5)
+      expect(await guard.get('t')).toMatchObject({ spent: 460n, reserved: 30n, entryCount: 8, openHolds: 3 })
+      expect(await guard.entries('t')).toHaveLength(8)
       // Each operation journaled once (batches may split a round differently).
       const kinds = (await guard.journal({ taskId: 't' })).map((j) => j.kind)
-      expect(kinds.sort()).toEqual(['allocate', ...Array(6).fill('record'), ...Array(3).fill('reserve')])
+      expect(kinds.sort()).toEqual(['allocate', ...Array(8).fill('record'), ...Array(3).fill('reserve')])
       expect(await guard.verify()).toEqual({ ok: true, problems: [] })
     } finally {
       await guard.destroy()

@@ -4,15 +4,18 @@ import { type Server, type Socket, createConnection, createServer } from 'node:n
  * A TCP proxy in front of a PostgreSQL server that can lose the answer to a COMMIT: once
  * armed, it lets the server commit, swallows the server's `CommandComplete` message for that
  * COMMIT, and cuts both sides of the connection, as a network failure at that moment would.
- * Every other byte passes unchanged. The proxy reads the server's side as protocol messages
- * (one type byte, a 32-bit length that counts itself, the payload); clients must not ask
- * for TLS.
+ * Or it can drop the COMMIT on its way to the server, which then rolls the transaction back.
+ * Every other byte passes unchanged. The proxy reads both sides as protocol messages (one
+ * type byte, a 32-bit length that counts itself, the payload; the client's startup message
+ * has no type byte); clients must not ask for TLS.
  */
 export type PgProxy = {
   /** `url` with the proxy's host and port. */
   url: string
   /** Cuts the next connection that commits, right after the server committed. */
   loseNextCommit(): void
+  /** Cuts the next connection that commits, before its COMMIT reaches the server (which then rolls back). */
+  dropNextCommit(): void
   /** COMMIT answers lost so far. */
   readonly lost: number
   stop(): Promise<void>
@@ -22,6 +25,7 @@ export async function startPgProxy(url: string): Promise<PgProxy> {
   const upstream = new URL(url)
   const sockets = new Set<Socket>()
   let armed = false
+  let dropArmed = false
   let lost = 0
 
   const server: Server = createServer((client) => {
@@ -35,7 +39,34 @@ export async function startPgProxy(url: string): Promise<PgProxy> {
     }
     client.on('error', close).on('close', close)
     backend.on('error', close).on('close', close)
-    client.pipe(backend)
+    // The client's side: a startup message (a length, no type byte), then typed messages.
+    let sent: Buffer = Buffer.alloc(0)
+    let started = false
+    client.on('data', (chunk: Buffer) => {
+      sent = sent.length === 0 ? chunk : Buffer.concat([sent, chunk])
+      let forward = 0
+      let at = 0
+      for (;;) {
+        const header = started ? 5 : 4
+        if (sent.length - at < header) break
+        const end = started ? at + 1 + sent.readUInt32BE(at + 1) : at + sent.readUInt32BE(at)
+        if (end > sent.length) break
+        const commit = started && sent[at] === 0x51 && /^commit\0$/i.test(sent.toString('utf8', at + 5, end))
+        if (dropArmed && commit) {
+          // The server never hears the COMMIT; the dropped connection rolls the transaction back.
+          dropArmed = false
+          lost++
+          if (at > forward) backend.write(sent.subarray(forward, at))
+          close()
+          return
+        }
+        started = true
+        at = end
+        forward = end
+      }
+      if (forward > 0) backend.write(sent.subarray(0, forward))
+      sent = sent.subarray(forward)
+    })
 
     let pending: Buffer = Buffer.alloc(0)
     backend.on('data', (chunk: Buffer) => {
@@ -72,6 +103,9 @@ export async function startPgProxy(url: string): Promise<PgProxy> {
     url: proxied.toString(),
     loseNextCommit() {
       armed = true
+    },
+    dropNextCommit() {
+      dropArmed = true
     },
     get lost() {
       return lost
