@@ -231,6 +231,7 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
   async function reserveOnce(input: rules.ReserveInput): Promise<{ hold: HoldRow; created: boolean }> {
     const { taskId, amount, key } = input
     const known =
+      riskAssessor !== undefined &&
       key !== null &&
       (await store.db.selectFrom('holds').select('id').where('task_id', '=', taskId).where('key', '=', key).executeTakeFirst())
     if (!known) {
@@ -375,7 +376,10 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
         at: v.optionalTimestamp('at', o.at),
       }
       // A retry of a recorded id returns the original entry whatever the assessor says now.
-      const known = input.id !== null && (await store.db.selectFrom('entries').select('id').where('id', '=', input.id).executeTakeFirst())
+      const known =
+        riskAssessor !== undefined &&
+        input.id !== null &&
+        (await store.db.selectFrom('entries').select('id').where('id', '=', input.id).executeTakeFirst())
       if (!known) {
         const risk = await assess('record', taskId, o.amount, input)
         if (!risk.allow) throw new RiskDeniedError({ taskId, requested: o.amount, reason: risk.reason })
