@@ -149,9 +149,11 @@ describe.each(storeTargets.filter((t) => t.name === 'postgres'))('store tenants 
     try {
       await guard.allocate('t', { total: 1_000n, asset: 'USDC', decimals: 6 })
       for (let round = 0; round < 3; round++) {
-        // The answer lost after the server committed, or the COMMIT lost before it got there.
-        if (round === 1) proxy.dropNextCommit()
-        else proxy.loseNextCommit()
+        // The answer lost after the server committed (the connection cut, or a FATAL error and a
+        // server restarting), or the COMMIT lost before it got there.
+        if (round === 0) proxy.loseNextCommit('cut')
+        else if (round === 1) proxy.dropNextCommit()
+        else proxy.loseNextCommit('fatal', { refuse: 2 })
         // Callers of one turn share a transaction or two; the first to commit loses its answer.
         const results = await Promise.all([
           guard.record('t', { amount: 100n }),
@@ -164,9 +166,10 @@ describe.each(storeTargets.filter((t) => t.name === 'postgres'))('store tenants 
       // One operation alone in its transaction: a failure could not hide in a batch run again one by one.
       proxy.dropNextCommit()
       expect(await guard.record('t', { amount: 7n })).toMatchObject({ amount: 7n })
-      proxy.loseNextCommit()
+      proxy.loseNextCommit('fatal', { refuse: 1 })
       expect(await guard.record('t', { amount: 3n })).toMatchObject({ amount: 3n })
       expect(proxy.lost).toBe(5)
+      expect(proxy.refused).toBe(3)
       expect(await guard.get('t')).toMatchObject({ spent: 460n, reserved: 30n, entryCount: 8, openHolds: 3 })
       expect(await guard.entries('t')).toHaveLength(8)
       // Each operation journaled once (batches may split a round differently).

@@ -1,10 +1,13 @@
 import { type Server, type Socket, createConnection, createServer } from 'node:net'
 
 /**
- * A TCP proxy in front of a PostgreSQL server that can lose the answer to a COMMIT: once
- * armed, it lets the server commit, swallows the server's `CommandComplete` message for that
- * COMMIT, and cuts both sides of the connection, as a network failure at that moment would.
- * Or it can drop the COMMIT on its way to the server, which then rolls the transaction back.
+ * A TCP proxy in front of a PostgreSQL server that can lose a COMMIT the way networks and
+ * servers do:
+ * - after the server committed, its answer is swallowed and the connection cut, or replaced
+ *   by a FATAL error that ends the session (`57P02`, as when another backend crashed);
+ * - then, optionally, a few connection attempts are refused with `57P03` (the server is
+ *   starting up again);
+ * - or the COMMIT is dropped on its way to the server, which then rolls the transaction back.
  * Every other byte passes unchanged. The proxy reads both sides as protocol messages (one
  * type byte, a 32-bit length that counts itself, the payload; the client's startup message
  * has no type byte); clients must not ask for TLS.
@@ -12,23 +15,57 @@ import { type Server, type Socket, createConnection, createServer } from 'node:n
 export type PgProxy = {
   /** `url` with the proxy's host and port. */
   url: string
-  /** Cuts the next connection that commits, right after the server committed. */
-  loseNextCommit(): void
+  /**
+   * Loses the answer to the next COMMIT, which the server carries out: `cut` cuts the
+   * connection, `fatal` answers with a FATAL error instead. Then refuses the next `refuse`
+   * connection attempts with "the database system is starting up".
+   */
+  loseNextCommit(how?: 'cut' | 'fatal', options?: { refuse?: number }): void
   /** Cuts the next connection that commits, before its COMMIT reaches the server (which then rolls back). */
   dropNextCommit(): void
-  /** COMMIT answers lost so far. */
+  /** COMMITs lost so far, either way. */
   readonly lost: number
+  /** Connection attempts refused so far. */
+  readonly refused: number
   stop(): Promise<void>
+}
+
+/** An ErrorResponse message of severity FATAL. */
+function fatal(code: string, message: string): Buffer {
+  const fields = Buffer.from(`SFATAL\0VFATAL\0C${code}\0M${message}\0\0`, 'utf8')
+  const head = Buffer.alloc(5)
+  head.write('E', 0)
+  head.writeUInt32BE(4 + fields.length, 1)
+  return Buffer.concat([head, fields])
 }
 
 export async function startPgProxy(url: string): Promise<PgProxy> {
   const upstream = new URL(url)
   const sockets = new Set<Socket>()
-  let armed = false
-  let dropArmed = false
+  let lose: 'cut' | 'fatal' | undefined
+  let refuseAfter = 0
+  let refuseNext = 0
+  let drop = false
   let lost = 0
+  let refused = 0
+
+  function refuse(client: Socket): void {
+    // Answer the startup message as a server that is starting up.
+    let got: Buffer = Buffer.alloc(0)
+    client.on('data', (chunk: Buffer) => {
+      got = Buffer.concat([got, chunk])
+      if (got.length >= 4 && got.length >= got.readUInt32BE(0)) client.end(fatal('57P03', 'the database system is starting up'))
+    })
+    client.on('error', () => {})
+  }
 
   const server: Server = createServer((client) => {
+    if (refuseNext > 0) {
+      refuseNext--
+      refused++
+      refuse(client)
+      return
+    }
     const backend = createConnection({ host: upstream.hostname, port: Number(upstream.port || 5432) })
     sockets.add(client).add(backend)
     const close = () => {
@@ -39,6 +76,7 @@ export async function startPgProxy(url: string): Promise<PgProxy> {
     }
     client.on('error', close).on('close', close)
     backend.on('error', close).on('close', close)
+
     // The client's side: a startup message (a length, no type byte), then typed messages.
     let sent: Buffer = Buffer.alloc(0)
     let started = false
@@ -52,9 +90,9 @@ export async function startPgProxy(url: string): Promise<PgProxy> {
         const end = started ? at + 1 + sent.readUInt32BE(at + 1) : at + sent.readUInt32BE(at)
         if (end > sent.length) break
         const commit = started && sent[at] === 0x51 && /^commit\0$/i.test(sent.toString('utf8', at + 5, end))
-        if (dropArmed && commit) {
+        if (drop && commit) {
           // The server never hears the COMMIT; the dropped connection rolls the transaction back.
-          dropArmed = false
+          drop = false
           lost++
           if (at > forward) backend.write(sent.subarray(forward, at))
           close()
@@ -68,21 +106,24 @@ export async function startPgProxy(url: string): Promise<PgProxy> {
       sent = sent.subarray(forward)
     })
 
+    // The server's side: typed messages from the start.
     let pending: Buffer = Buffer.alloc(0)
     backend.on('data', (chunk: Buffer) => {
       pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk])
       let forward = 0
       let at = 0
       while (pending.length - at >= 5) {
-        const length = pending.readUInt32BE(at + 1)
-        const end = at + 1 + length
+        const end = at + 1 + pending.readUInt32BE(at + 1)
         if (end > pending.length) break
         const type = String.fromCharCode(pending[at] as number)
-        if (armed && type === 'C' && pending.toString('utf8', at + 5, end - 1) === 'COMMIT') {
+        if (lose && type === 'C' && pending.toString('utf8', at + 5, end - 1) === 'COMMIT') {
           // The server committed; the client never hears of it.
-          armed = false
+          const how = lose
+          lose = undefined
           lost++
+          refuseNext = refuseAfter
           if (at > forward) client.write(pending.subarray(forward, at))
+          if (how === 'fatal') client.write(fatal('57P02', 'terminating connection because of crash of another server process'))
           close()
           return
         }
@@ -101,14 +142,18 @@ export async function startPgProxy(url: string): Promise<PgProxy> {
   proxied.port = String(address.port)
   return {
     url: proxied.toString(),
-    loseNextCommit() {
-      armed = true
+    loseNextCommit(how = 'cut', options = {}) {
+      lose = how
+      refuseAfter = options.refuse ?? 0
     },
     dropNextCommit() {
-      dropArmed = true
+      drop = true
     },
     get lost() {
       return lost
+    },
+    get refused() {
+      return refused
     },
     async stop() {
       for (const socket of sockets) socket.destroy()

@@ -109,7 +109,7 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
         return result
       } catch (error) {
         await writer.query('rollback').catch(() => {})
-        if (committing && isConnectionError(error)) {
+        if (committing && commitMayHaveLanded(error)) {
           // The commit may or may not have landed: the server knows which. Never run a
           // committed batch twice, nor report it failed.
           writer.end().catch(() => {})
@@ -155,8 +155,9 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
           if (status !== 'in progress' || Date.now() >= deadline) return undefined
           await sleep(10)
         }
-      } catch (error) {
-        if (!isConnectionError(error) && (error as { code?: string }).code !== 'ECONNREFUSED') throw error
+      } catch {
+        // The server may be restarting (refused, or "starting up"): ask again until the deadline.
+        writer.end().catch(() => {})
         await sleep(Math.min(500, 20 * 2 ** attempt))
       }
     }
@@ -324,6 +325,18 @@ async function migrate(db: Kysely<Schema>): Promise<void> {
     }
     throw error
   }
+}
+
+/**
+ * Whether a COMMIT that failed with `error` may still have committed. A server error of an
+ * ordinary class answers the COMMIT: the transaction rolled back. A lost connection, a
+ * session ended by the server (class 57P: shutdown, crash, restart) or a connection
+ * exception (class 08) leaves it unknown.
+ */
+function commitMayHaveLanded(error: unknown): boolean {
+  const code = (error as { code?: unknown }).code
+  if (isConnectionError(error) || typeof code !== 'string' || !/^[0-9A-Z]{5}$/.test(code)) return true
+  return code.startsWith('57P') || code.startsWith('08')
 }
 
 function isConnectionError(error: unknown): boolean {
