@@ -89,6 +89,33 @@ describe.each(storeTargets)('processes on $name', (target) => {
     await guard.destroy()
   })
 
+  test('behavior: verify() while other processes write sees one consistent ledger, every time', async () => {
+    const url = await guards.url()
+    const guard = await createGuard({ db: url })
+    await guard.allocate('busy', { total: 10n ** 12n, ...USDC })
+    const workers = Array.from({ length: 2 }, (_, i) =>
+      startWorker({ kind: 'hammer', db: url, taskId: 'busy', callers: 10, opsPerCaller: 150, seed: 3 + i * 104_729 }),
+    )
+    let done = false
+    const exits = Promise.all(workers.map((w) => w.exited)).finally(() => {
+      done = true
+    })
+    const failures: string[][] = []
+    let during = 0
+    while (!done) {
+      // SQLite answers without waiting for I/O: give the event loop a turn to see the exits.
+      await new Promise((resolve) => setImmediate(resolve))
+      const result = await guard.verify()
+      if (!done) during++
+      if (!result.ok) failures.push(result.problems.slice(0, 3))
+    }
+    for (const [i, exit] of (await exits).entries()) expect(exit, workers[i]?.stderr()).toEqual({ code: 0, signal: null })
+    expect(during).toBeGreaterThan(3)
+    expect(failures).toEqual([])
+    expect(await guard.verify()).toEqual({ ok: true, problems: [] })
+    await guard.destroy()
+  })
+
   test('behavior: SIGKILL mid-load ten times loses nothing acknowledged', async () => {
     const url = await guards.url()
     const setup = await createGuard({ db: url })

@@ -1,4 +1,6 @@
 import { budgets, entries as entryCodec, holds as holdCodec, journal as journalCodec } from './store/codec.ts'
+import type { Kysely } from 'kysely'
+import type { Database } from './store/schema.ts'
 import type { BudgetRow, Store } from './store/types.ts'
 
 export type VerifyResult = { ok: boolean; problems: string[] }
@@ -17,9 +19,14 @@ const problemsMax = 1_000
 
 /**
  * Recomputes every budget from the journal alone and compares the result with the
- * journal's own `after` columns, the budgets, the holds and the entries.
+ * journal's own `after` columns, the budgets, the holds and the entries, all read from one
+ * snapshot: writes committing meanwhile (in any process) are either all in it or all out.
  */
-export async function verifyStore(store: Store): Promise<VerifyResult> {
+export function verifyStore(store: Store): Promise<VerifyResult> {
+  return store.snapshot(verifySnapshot)
+}
+
+async function verifySnapshot(db: Kysely<Database>): Promise<VerifyResult> {
   const problems: string[] = []
   const report = (line: string) => {
     if (problems.length < problemsMax) problems.push(line)
@@ -29,7 +36,7 @@ export async function verifyStore(store: Store): Promise<VerifyResult> {
   let afterSeq = -1n
   let lastSeq = -1n
   for (;;) {
-    const page = await store.db
+    const page = await db
       .selectFrom('journal')
       .selectAll()
       .where('seq', '>', afterSeq.toString())
@@ -105,9 +112,9 @@ export async function verifyStore(store: Store): Promise<VerifyResult> {
     afterSeq = lastSeq
   }
 
-  const rows = (await store.db.selectFrom('budgets').selectAll().execute()).map((raw) => budgets.decode(raw))
-  const openHolds = await groupHolds(store)
-  const liveEntries = await groupEntries(store)
+  const rows = (await db.selectFrom('budgets').selectAll().execute()).map((raw) => budgets.decode(raw))
+  const openHolds = await groupHolds(db)
+  const liveEntries = await groupEntries(db)
   for (const b of rows) checkBudget(b, replay.get(b.taskId), openHolds.get(b.taskId), liveEntries.get(b.taskId), report)
   const known = new Set(rows.map((b) => b.taskId))
   for (const taskId of replay.keys()) if (!known.has(taskId)) report(`${taskId}: in the journal but has no budget`)
@@ -140,9 +147,9 @@ function checkBudget(
   if (b.spent < 0n || b.reserved < 0n) report(`${t}: negative balance`)
 }
 
-async function groupHolds(store: Store) {
+async function groupHolds(db: Kysely<Database>) {
   const out = new Map<string, { count: number; sum: bigint }>()
-  const rows = await store.db.selectFrom('holds').selectAll().where('status', '=', 'open').execute()
+  const rows = await db.selectFrom('holds').selectAll().where('status', '=', 'open').execute()
   for (const raw of rows) {
     const h = holdCodec.decode(raw)
     const g = out.get(h.taskId) ?? { count: 0, sum: 0n }
@@ -153,11 +160,11 @@ async function groupHolds(store: Store) {
   return out
 }
 
-async function groupEntries(store: Store) {
+async function groupEntries(db: Kysely<Database>) {
   const out = new Map<string, { count: number; sum: bigint }>()
   let afterId = ''
   for (;;) {
-    const rows = await store.db
+    const rows = await db
       .selectFrom('entries')
       .selectAll()
       .where('id', '>', afterId)

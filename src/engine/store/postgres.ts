@@ -169,6 +169,12 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
     db,
     chain: createChainReads(db),
     transaction: (fn) => inTurn(() => runTransaction(fn)),
+    snapshot: (fn) =>
+      db
+        .transaction()
+        .setIsolationLevel('repeatable read')
+        .setAccessMode('read only')
+        .execute((trx) => fn(trx)),
     async readBudget(taskId) {
       const { rows } = await pool.query({ name: 'readBudget', text: readBudget, values: [taskId] })
       return rows[0] === undefined ? undefined : budgetCodec.decode(rows[0] as Raw)

@@ -126,6 +126,21 @@ export async function createSqliteStore(options: SqliteStoreOptions): Promise<St
       const raw = readBudget.get(taskId) as Raw | undefined
       return raw === undefined ? undefined : budgetCodec.decode(raw)
     },
+    async snapshot(fn) {
+      // A connection of its own: the shared reader keeps answering everyone else with the
+      // newest commits meanwhile. A WAL read transaction sees one snapshot from its first read.
+      const connection = open()
+      connection.pragma('query_only = true')
+      const snapshotDb = new Kysely<Schema>({ dialect: new SqliteDialect({ database: connection }) })
+      try {
+        connection.exec('begin')
+        const result = await fn(snapshotDb)
+        connection.exec('commit')
+        return result
+      } finally {
+        await snapshotDb.destroy()
+      }
+    },
     async claimOutbox(kinds, now, leaseMs, limit) {
       if (kinds.length === 0) return []
       // Claims are writes: take them through the writer so no two processes claim one row.

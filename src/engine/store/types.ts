@@ -227,6 +227,11 @@ export interface Store {
    * lock and serialization failures a bounded number of times. `fn` may run more than once.
    */
   transaction<T>(fn: (tx: StoreTx) => Promise<T>): Promise<T>
+  /**
+   * Runs `fn`'s reads on one consistent snapshot of the committed ledger, on a connection
+   * of their own: commits landing meanwhile (from any process) stay out of it.
+   */
+  snapshot<T>(fn: (db: Kysely<Database>) => Promise<T>): Promise<T>
   /** One budget as last committed (a primary-key read, the hot path of `check`). */
   readBudget(taskId: string): Promise<BudgetRow | undefined>
   /** Claims up to `limit` undelivered outbox rows for `leaseMs`. */
