@@ -278,6 +278,39 @@ describe('store query plans (sqlite)', () => {
   })
 })
 
+describe('one file, two guards in one process (sqlite)', () => {
+  test('behavior: writers of two guards in one process take turns and never hold up the event loop', async () => {
+    const { url, cleanup } = await sqliteTarget.fresh()
+    const a = await createGuard({ db: url })
+    const b = await createGuard({ db: url })
+    // The longest time a 10 ms timer waited: SQLite's busy wait blocks the thread it runs in.
+    let stall = 0
+    let last = performance.now()
+    const beat = setInterval(() => {
+      stall = Math.max(stall, performance.now() - last)
+      last = performance.now()
+    }, 10)
+    try {
+      await a.allocate('a', { total: 10n ** 20n, asset: 'USDC', decimals: 6 })
+      await b.allocate('b', { total: 10n ** 20n, asset: 'USDC', decimals: 6 })
+      const spend = async (guard: typeof a, taskId: string) => {
+        for (let i = 0; i < 100; i++) await Promise.all([guard.record(taskId, { amount: 1n }), guard.record(taskId, { amount: 1n })])
+      }
+      await Promise.all([spend(a, 'a'), spend(b, 'b')])
+      // A guard waiting for the other's write lock in the same thread stalled it for the whole busy timeout (5 s).
+      expect(stall).toBeLessThan(1_000)
+      expect((await a.get('b')).spent).toBe(200n)
+      expect((await b.get('a')).spent).toBe(200n)
+      expect(await a.verify()).toEqual({ ok: true, problems: [] })
+    } finally {
+      clearInterval(beat)
+      await a.destroy()
+      await b.destroy()
+      await cleanup()
+    }
+  })
+})
+
 describe('writer row cache (sqlite)', () => {
   test('behavior: a guard sees budgets and holds another connection changed since its last transaction', async () => {
     const { url, cleanup } = await sqliteTarget.fresh()

@@ -1,3 +1,5 @@
+import { realpathSync } from 'node:fs'
+import { resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import Database from 'better-sqlite3'
 import { Kysely, Migrator, SqliteDialect } from 'kysely'
@@ -84,7 +86,11 @@ export async function createSqliteStore(options: SqliteStoreOptions): Promise<St
   const dataVersion = writer.prepare('pragma data_version').pluck()
   let seenVersion: unknown
   // One writer connection: transactions of this process run one after another.
-  const inTurn = serial()
+  // Writers of one file in this process take turns without blocking: SQLite's busy wait is
+  // synchronous, so a writer waiting for another guard's write lock in the same thread would
+  // hold up the very event loop that guard needs to finish its transaction.
+  const turn = fileTurn(options.path)
+  const inTurn = turn.inTurn
 
   async function runTransaction<T>(fn: (tx: StoreTx) => Promise<T>): Promise<T> {
     if (writer.inTransaction) throw new InvariantViolationError('sqlite writer re-entered')
@@ -171,6 +177,7 @@ export async function createSqliteStore(options: SqliteStoreOptions): Promise<St
     async destroy() {
       await db.destroy()
       writer.close()
+      turn.release()
     },
   }
   return store
@@ -221,4 +228,31 @@ async function withBusyRetry(fn: () => void): Promise<void> {
 function isBusy(error: unknown): boolean {
   const code = (error as { code?: unknown } | null)?.code
   return typeof code === 'string' && (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED'))
+}
+
+type Turn = { inTurn: ReturnType<typeof serial>; users: number }
+const turns = new Map<string, Turn>()
+
+/** The turn-taker shared by every store of this process on the file at `path`. */
+function fileTurn(path: string): { inTurn: Turn['inTurn']; release(): void } {
+  let key = resolve(path)
+  try {
+    key = realpathSync(key)
+  } catch {}
+  let turn = turns.get(key)
+  if (!turn) {
+    turn = { inTurn: serial(), users: 0 }
+    turns.set(key, turn)
+  }
+  turn.users++
+  const shared = turn
+  let released = false
+  return {
+    inTurn: shared.inTurn,
+    release() {
+      if (released) return
+      released = true
+      if (--shared.users === 0 && turns.get(key) === shared) turns.delete(key)
+    },
+  }
 }
