@@ -10,6 +10,8 @@ describe('getLogs paging', () => {
       rpc(-32602, 'block range too large'),
       rpc(-32000, 'Log response size exceeded. You can make eth_getLogs requests with up to a 2K block range'),
       rpc(-32600, 'exceed maximum block range: 5000'),
+      rpc(-32614, 'eth_getLogs is limited to a 10,000 range'),
+      rpc(-32000, 'eth_getLogs is limited to a 1000 blocks range'),
       new ResponseBodyTooLargeError({ maxSize: 10, size: 11 }),
       new LimitExceededRpcError(new Error('limit')),
     ])

@@ -335,6 +335,73 @@ describe.each(storeTargets)('tracker on $name', (target) => {
     expect((await guard.get('agent')).spent).toBe(spent)
   })
 
+  test('behavior: a reorg while the tracker was away is rolled back however far the head moved since', async () => {
+    const { stack, guard, fromBlock, follow } = await setup()
+    const tracker = follow({ reorgDepthMax: 8 })
+    await tracker.bind({ account: stack.account, taskId: 'agent', token: stack.token })
+    await stack.pay({ to: peer(1), amount: 5n })
+    await tracker.syncOnce()
+    // The paying block is replaced, then the chain runs far past the kept window before the next sync.
+    const replacement = stack.batchCalldata([
+      { to: peer(90), amount: 111n },
+      { to: peer(91), amount: 222n },
+    ])
+    await rpc(anvil.rpcUrl, 'anvil_reorg', [1, [[{ from: stack.owner, to: stack.account, data: replacement, gas: numberToHex(3_000_000) }, 0]]])
+    await rpc(anvil.rpcUrl, 'anvil_mine', [numberToHex(20)])
+    const result = await tracker.syncOnce()
+    expect(result.reorgs).toBe(1)
+    const canonical = (await rpc(anvil.rpcUrl, 'eth_getLogs', [{ address: stack.hook, fromBlock: numberToHex(fromBlock), toBlock: 'latest' }])) as unknown[]
+    expect(canonical).toHaveLength(2)
+    expect(await guard.get('agent')).toMatchObject({ spent: 333n, entryCount: 2 })
+    expect(await guard.verify()).toEqual({ ok: true, problems: [] })
+
+    // Deeper than the kept window, however long ago: the tracker stops rather than diverge.
+    for (let i = 0; i < 10; i++) await stack.pay({ to: peer(i), amount: 10n })
+    await tracker.syncOnce()
+    const spent = (await guard.get('agent')).spent
+    await rpc(anvil.rpcUrl, 'anvil_reorg', [10, []])
+    await rpc(anvil.rpcUrl, 'anvil_mine', [numberToHex(10)])
+    await expect(tracker.syncOnce()).rejects.toBeInstanceOf(ReorgTooDeepError)
+    expect((await guard.get('agent')).spent).toBe(spent)
+  })
+
+  test('behavior: a provider refusing wide ranges in words no pattern knows still gets every log', async () => {
+    for (const rangeRefusal of ['http413', 'unworded'] as const) {
+      const { stack, guard, follow } = await setup()
+      await rpc(anvil.rpcUrl, 'anvil_mine', [numberToHex(300)])
+      await stack.pay({ to: peer(1), amount: 77n })
+      const proxy = await startFaultyRpc(anvil.rpcUrl, { rate: 0, maxRangeBlocks: 50, oversizeAboveBlocks: 100_000, slowMs: 0, rangeRefusal })
+      try {
+        const tracker = follow({ rpcUrl: proxy.url, reorgDepthMax: 4, pageBlocks: { initialBlocks: 200 } })
+        await tracker.bind({ account: stack.account, taskId: 'agent', token: stack.token })
+        await tracker.syncOnce()
+        expect(proxy.counts.rangeRefused, rangeRefusal).toBeGreaterThan(0)
+        expect((await guard.get('agent')).spent, rangeRefusal).toBe(77n)
+        expect((await tracker.status()).lagBlocks).toBe(0n)
+      } finally {
+        await proxy.stop()
+      }
+    }
+  })
+
+  test('behavior: start() right after stop() follows again', async () => {
+    const { stack, guard, follow } = await setup()
+    const tracker = follow({ pollIntervalMs: 50 })
+    await tracker.bind({ account: stack.account, taskId: 'agent', token: stack.token })
+    tracker.start()
+    const stopped = tracker.stop()
+    tracker.start()
+    await stopped
+    try {
+      expect((await tracker.status()).running).toBe(true)
+      await stack.pay({ to: peer(1), amount: 42n })
+      while ((await guard.get('agent')).spent !== 42n) await new Promise((r) => setTimeout(r, 20))
+    } finally {
+      await tracker.stop()
+    }
+    expect((await tracker.status()).running).toBe(false)
+  })
+
   test('behavior: the sync process killed with SIGKILL mid-backfill resumes exactly', async () => {
     const stack = await deployLocalStack({ rpcUrl: anvil.rpcUrl })
     const fromBlock = (await stack.publicClient.getBlockNumber()) + 1n

@@ -15,6 +15,8 @@ const rangePatterns = [
   /limit exceeded/i,
   /log response size/i,
   /range limit/i,
+  /blocks? range/i,
+  /limited to (a )?[\d,]+/i,
 ]
 
 function chain(error: unknown): unknown[] {
@@ -39,7 +41,8 @@ export function isRangeError(error: unknown): boolean {
     if ((e as { name?: string })?.name === 'LimitExceededRpcError') return true
     const code = (e as { code?: number })?.code
     const t = text(e)
-    if (code === -32005) return true
+    // -32005: limit exceeded (EIP-1474); -32614: a provider's "limited to a N range".
+    if (code === -32005 || code === -32614) return true
     return rangePatterns.some((p) => p.test(t)) && !/rate limit|too many requests/i.test(t)
   })
 }

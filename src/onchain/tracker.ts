@@ -7,7 +7,7 @@ import type { BindingRow, ChainBlockRow, ChainLogRow } from '../engine/store/typ
 export type { BindParameters } from './bindings.ts'
 import { type RpcLog, type SpendLog, decodeSpendLog, spendRecordedTopic } from './decode.ts'
 import { ChainMismatchError, CursorMovedError, ReorgTooDeepError, RpcInconsistentError } from './errors.ts'
-import { type PagePolicy, defaultPagePolicy, grow, isRangeError, shrink } from './range.ts'
+import { type PagePolicy, defaultPagePolicy, grow, isRangeError, isRetryable, shrink } from './range.ts'
 import { type BindParameters, type ChainScope, assertScope, bindAccount, listBindings, unbindAccount } from './bindings.ts'
 import * as reconcile from './reconcile.ts'
 import { type BlockHeader, type RpcOptions, assertRpcUrl, createRpcClient, getChainId, getHeader, getRawLogs } from './rpc.ts'
@@ -151,9 +151,10 @@ export function createTracker(parameters: CreateTrackerParameters): Tracker {
   let lastHead: bigint | null = null
   let lastError: Error | null = null
   let running: Promise<SyncResult> | undefined
-  let loop: Promise<void> | undefined
-  let stopping = false
-  let wake: (() => void) | undefined
+  /** The polling loop `start()` runs; `stop` asks it to end after its pass. */
+  type Run = { stop: boolean; wake: (() => void) | undefined; done: Promise<void> }
+  let run: Run | undefined
+  const stopping = () => run?.stop === true
 
   async function ensureChain(): Promise<void> {
     if (chainChecked) return
@@ -170,7 +171,10 @@ export function createTracker(parameters: CreateTrackerParameters): Tracker {
       // Only logs of the asked range count; anything else a node returns is not ours.
       return decodeWhere(raw, (log) => log.blockNumber >= from && log.blockNumber <= to)
     } catch (error) {
-      if (!isRangeError(error) || from === to) throw error
+      // A range error asks for less. So may a refusal worded in a way no pattern knows: any
+      // final answer (not a transient failure, whose retries ran out) to a range of several
+      // blocks is asked again in halves, down to one block, where it surfaces.
+      if (from === to || (!isRangeError(error) && isRetryable(error))) throw error
       pageBlocks = Math.min(pageBlocks, shrink(Number(to - from + 1n), policy))
       const mid = from + (to - from) / 2n
       const left = await fetchRange(from, mid)
@@ -253,11 +257,11 @@ export function createTracker(parameters: CreateTrackerParameters): Tracker {
         if (kept?.number === head.number && kept.hash === head.hash) throw new NodeBehind()
         throw new ChainMoved(true)
       }
-      if (cursor.number + BigInt(reorgDepthMax) > head.number) {
-        const at = await getHeader(client, cursor.number, rpcOptions)
-        if (!at) throw new NodeBehind()
-        if (at.hash !== cursor.hash) throw new ChainMoved(true)
-      }
+      // The cursor's block is checked however far the head has moved: a reorg while the
+      // tracker was away (or busy) may have replaced blocks the ledger already applied.
+      const at = await getHeader(client, cursor.number, rpcOptions)
+      if (!at) throw new NodeBehind()
+      if (at.hash !== cursor.hash) throw new ChainMoved(true)
     }
     const start = cursor ? cursor.number + 1n : fromBlock
     // A fresh start keeps the block before `fromBlock` as the base a reorg can fall back to.
@@ -334,7 +338,7 @@ export function createTracker(parameters: CreateTrackerParameters): Tracker {
           cursor = { number: page.to, hash: page.header.hash }
           add(result, applied, logs.length, page.to)
           p.onProgress?.({ phase: 'backfill', fromBlock: start, toBlock: head.number, cursor: page.to, logs: result.logs, elapsedMs: Date.now() - began })
-          if (stopping) return
+          if (stopping()) return
           schedule()
         }
       } finally {
@@ -450,10 +454,14 @@ export function createTracker(parameters: CreateTrackerParameters): Tracker {
     bindings: () => listBindings(guard, scope),
     syncOnce: serialized,
     start() {
-      if (loop) return
-      stopping = false
-      loop = (async () => {
-        while (!stopping) {
+      if (run && !run.stop) return
+      // A stop still under way finishes first; then this loop starts.
+      const previous = run?.done
+      const current: Run = { stop: false, wake: undefined, done: Promise.resolve() }
+      run = current
+      current.done = (async () => {
+        await previous
+        while (!current.stop) {
           try {
             const result = await serialized()
             p.onSync?.(result)
@@ -461,30 +469,32 @@ export function createTracker(parameters: CreateTrackerParameters): Tracker {
             lastError = error as Error
             p.onError?.(error)
             if (error instanceof ReorgTooDeepError || error instanceof ChainMismatchError) {
-              stopping = true
+              current.stop = true
               break
             }
           }
-          if (stopping) break
+          if (current.stop) break
           await new Promise<void>((resolve) => {
             const timer = setTimeout(resolve, pollIntervalMs)
-            wake = () => {
+            current.wake = () => {
               clearTimeout(timer)
               resolve()
             }
           })
-          wake = undefined
+          current.wake = undefined
         }
       })().finally(() => {
-        loop = undefined
+        if (run === current) run = undefined
       })
     },
     async stop() {
-      stopping = true
-      wake?.()
-      await loop
+      const current = run
+      if (current) {
+        current.stop = true
+        current.wake?.()
+        await current.done
+      }
       await running?.catch(() => {})
-      stopping = false
     },
     async status() {
       const cursor = await store.chain.cursor(chainId, hook)
@@ -493,7 +503,7 @@ export function createTracker(parameters: CreateTrackerParameters): Tracker {
       return {
         chainId,
         hook: getAddress(hook),
-        running: loop !== undefined,
+        running: run !== undefined && !run.stop,
         cursor: cursor ? { blockNumber: cursor.blockNumber, blockHash: cursor.blockHash } : null,
         head: lastHead,
         // Never below 0: a node behind the cursor does not put the tracker ahead of the chain.

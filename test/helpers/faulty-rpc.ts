@@ -13,6 +13,13 @@ export type Faults = {
   rate: number
   /** Widest getLogs range (in blocks) answered; wider ones get a range error. */
   maxRangeBlocks: number
+  /**
+   * How a range too wide is refused: `standard` (-32005 "query returned more than …"),
+   * `http413` (HTTP 413 with -32614 "eth_getLogs is limited to a 10,000 range", as one hosted
+   * provider answers), or `unworded` (-32602 "invalid params", which says nothing of ranges).
+   */
+  rangeRefusal?: 'standard' | 'http413' | 'unworded'
+
   /** getLogs ranges wider than this get a body over viem's 10 MB limit. */
   oversizeAboveBlocks: number
   /** Delay of a "slow" answer; longer than the client's timeout. */
@@ -112,6 +119,10 @@ export async function startFaultyRpc(upstream: string, faults: Faults) {
       const width = Number(BigInt(filter.toBlock ?? '0x0') - BigInt(filter.fromBlock ?? '0x0')) + 1
       if (width > faults.maxRangeBlocks) {
         counts.rangeRefused++
+        if (faults.rangeRefusal === 'http413')
+          return reply({ jsonrpc: '2.0', id: call.id, error: { code: -32614, message: 'eth_getLogs is limited to a 10,000 range' } }, 413)
+        if (faults.rangeRefusal === 'unworded')
+          return reply({ jsonrpc: '2.0', id: call.id, error: { code: -32602, message: 'invalid params' } })
         return reply({
           jsonrpc: '2.0',
           id: call.id,
