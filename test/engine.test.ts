@@ -108,12 +108,19 @@ describe.each(storeTargets)('engine on $name', (target) => {
         await expect(guard.record('agent-😀', { amount: 1n, peer: bad })).rejects.toBeInstanceOf(InvalidArgumentError)
       await expect(guard.record('agent-😀', { amount: 1n, id: 'inv\uDFFF' })).rejects.toBeInstanceOf(InvalidArgumentError)
       await expect(guard.reserve('agent-😀', 1n, { key: 'k\u0000' })).rejects.toBeInstanceOf(InvalidArgumentError)
+      // On-chain entries are keyed chain_<chainId>_<blockHash>_<logIndex>: an off-chain entry under
+      // such an id would pass for the on-chain spend, which the tracker would then skip.
+      const chainId = `chain_31337_0x${'ab'.repeat(32)}_0`
+      await expect(guard.record('agent-😀', { amount: 1n, id: chainId })).rejects.toBeInstanceOf(InvalidArgumentError)
+      const hold = await guard.reserve('agent-😀', 1n)
+      await expect(guard.capture(hold.id, 1n, { id: chainId })).rejects.toBeInstanceOf(InvalidArgumentError)
+      await guard.release(hold.id)
       expect((await guard.list()).map((b) => b.taskId)).toEqual(['agent-😀'])
       expect(await guard.get('agent-😀')).toMatchObject({ spent: 0n, reserved: 0n, entryCount: 0 })
       // Well-formed text of any script round-trips.
       const entry = await guard.record('agent-😀', { amount: 1n, peer: 'api.例え.jp', tool: 'résumé 🔍' })
       expect(entry).toMatchObject({ peer: 'api.例え.jp', tool: 'résumé 🔍' })
-      expect(await guard.journal({ taskId: 'agent-😀' })).toHaveLength(2)
+      expect(await guard.journal({ taskId: 'agent-😀' })).toHaveLength(4)
       expect(await guard.verify()).toEqual({ ok: true, problems: [] })
     })
   })

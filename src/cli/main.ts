@@ -84,7 +84,7 @@ function fractions(argument: string, text: string): number[] {
 const seqMax = 2n ** 63n - 1n
 
 function entryOptions(o: { id?: string; peer?: string; tool?: string; reason?: string }): void {
-  v.optionalId('id', o.id)
+  v.optionalEntryId('id', o.id)
   v.optionalText('peer', o.peer)
   v.optionalText('tool', o.tool)
   v.optionalText('reason', o.reason)

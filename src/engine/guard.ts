@@ -347,7 +347,7 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
       const input: rules.CaptureInput = {
         holdId,
         amount,
-        entryId: v.optionalId('entry.id', e.id),
+        entryId: v.optionalEntryId('entry.id', e.id),
         peer: v.optionalText('entry.peer', e.peer),
         tool: v.optionalText('entry.tool', e.tool),
         reason: v.optionalText('entry.reason', e.reason),
@@ -368,7 +368,7 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
       assertAmount(o.amount)
       const input: rules.RecordInput = {
         taskId,
-        id: v.optionalId('id', o.id),
+        id: v.optionalEntryId('id', o.id),
         amount: o.amount,
         peer: v.optionalText('peer', o.peer),
         tool: v.optionalText('tool', o.tool),

@@ -41,6 +41,17 @@ export function optionalId(argument: string, value: unknown): string | null {
   return value
 }
 
+/**
+ * An entry id a caller chooses. Ids of on-chain entries (`chain_…`) are the ledger's own: an
+ * off-chain entry under one would pass for the on-chain spend and keep it from being counted.
+ */
+export function optionalEntryId(argument: string, value: unknown): string | null {
+  const id = optionalId(argument, value)
+  if (id !== null && id.startsWith('chain_'))
+    throw new InvalidArgumentError({ argument, value, reason: 'an id not starting with "chain_", which on-chain entries use' })
+  return id
+}
+
 export function assertAsset(value: unknown): asserts value is string {
   if (typeof value !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$/.test(value))
     throw new InvalidArgumentError({ argument: 'asset', value, reason: 'a short name such as "USDC"' })
