@@ -65,7 +65,8 @@ export function statements(dialect: StoreDialect) {
     updateEntry: 'update entries set confirmed = ?, reverted = ? where id = ?',
     appendJournal: insert(codec.journal as codec.TableCodec<unknown>),
     insertOutbox: insert(codec.outbox as codec.TableCodec<unknown>),
-    cursor: 'select * from chain_cursors where chain_id = ? and hook = ?',
+    // Locked on PostgreSQL: two trackers of one hook apply their batches one after the other.
+    cursor: `select * from chain_cursors where chain_id = ? and hook = ?${lock}`,
     saveCursor:
       'insert into chain_cursors (chain_id, hook, block_number, block_hash, updated_at) values (?, ?, ?, ?, ?) ' +
       'on conflict (chain_id, hook) do update set block_number = excluded.block_number, block_hash = excluded.block_hash, updated_at = excluded.updated_at',
