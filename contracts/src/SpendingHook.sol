@@ -218,7 +218,7 @@ contract SpendingHook is ISpendingHook {
 
     /// @dev An execution may call the hook only to set the account's limits, and only through
     ///      `execute`: an executor module (an agent's session, say) spends within the limits but
-    ///      cannot lift them. Calling `onUninstall` directly would leave the account with a hook that
+    ///      cannot lift them, nor reach `execute` through a call of the account to itself. Calling `onUninstall` directly would leave the account with a hook that
     ///      refuses everything; calling `preCheck` would log outflows that never happened. An
     ///      execution may not uninstall this hook either: the account's owner does that in a call of
     ///      its own, which the account's `ModuleUninstalled` event makes visible, never in the middle
@@ -231,6 +231,10 @@ contract SpendingHook is ISpendingHook {
         bytes4 selector = bytes4(callData[0:4]);
         if (target == address(this)) {
             if (selector != this.setLimits.selector || viaExecutor) revert ProtectedCall(target, selector);
+        } else if (viaExecutor && selector == EXECUTE_SELECTOR) {
+            // The account's own `execute`, called by itself for an executor: the hook would see it
+            // as the account's call, and an executor could set limits through it.
+            revert ProtectedCall(target, selector);
         } else if (
             selector == UNINSTALL_MODULE_SELECTOR && _paddedWord(callData, 4) == MODULE_TYPE_HOOK
                 && _paddedWord(callData, 36) == uint256(uint160(address(this)))

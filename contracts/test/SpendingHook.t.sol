@@ -371,6 +371,27 @@ contract SpendingHookTest is HookTestBase {
         );
         vm.prank(address(account));
         hook.preCheck(alice, 0, msgData);
+        // Nor through the account's own execute, called by itself for the executor.
+        bytes memory nested =
+            abi.encodeCall(MinimalAccount.execute, (MODE_SINGLE, abi.encodePacked(address(hook), uint256(0), lift)));
+        msgData = abi.encodeWithSelector(
+            bytes4(0xd691c964), MODE_SINGLE, abi.encodePacked(address(account), uint256(0), nested)
+        );
+        vm.expectRevert(
+            abi.encodeWithSelector(
+                ISpendingHook.ProtectedCall.selector, address(account), MinimalAccount.execute.selector
+            )
+        );
+        vm.prank(address(account));
+        hook.preCheck(alice, 0, msgData);
+        // An executor still spends, metered.
+        msgData = abi.encodeWithSelector(
+            bytes4(0xd691c964), MODE_SINGLE, abi.encodePacked(address(token), uint256(0), _transferData(bob, 1, REF))
+        );
+        vm.expectEmit(true, true, true, true, address(hook));
+        emit ISpendingHook.SpendRecorded(address(account), address(token), alice, bob, 1, 0, 1, REF);
+        vm.prank(address(account));
+        hook.preCheck(alice, 0, msgData);
         // Through execute, the account sets its own limits.
         msgData =
             abi.encodeCall(MinimalAccount.execute, (MODE_SINGLE, abi.encodePacked(address(hook), uint256(0), lift)));

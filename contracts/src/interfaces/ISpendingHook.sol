@@ -104,8 +104,9 @@ interface ISpendingHook {
     error UnsupportedExecution();
 
     /// @notice An execution would change the hook itself: a call to the hook other than `setLimits`,
-    ///         `setLimits` from an executor module (`executeFromExecutor`), or the account's own
-    ///         `uninstallModule` of this hook made from inside an execution.
+    ///         `setLimits` from an executor module (`executeFromExecutor`, directly or through the
+    ///         account's own `execute`), or the account's own `uninstallModule` of this hook made
+    ///         from inside an execution.
     /// @param target The call's target: the hook or the account.
     /// @param selector The refused function.
     error ProtectedCall(address target, bytes4 selector);
