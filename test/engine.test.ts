@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs'
 import Database from 'better-sqlite3'
 import pg from 'pg'
 import { describe, expect, test } from 'vitest'
@@ -6,6 +7,7 @@ import {
   BudgetExceededError,
   BudgetExistsError,
   BudgetNotFoundError,
+  GuardDestroyedError,
   HoldNotFoundError,
   HoldNotOpenError,
   IdempotencyConflictError,
@@ -94,6 +96,52 @@ describe.each(storeTargets)('engine on $name', (target) => {
       )
       expect(await guard.list()).toEqual([])
       expect(await guard.journal()).toEqual([])
+    })
+  })
+
+  describe('guard', () => {
+    test('behavior: bad guard parameters are refused before a store is opened', async () => {
+      const url = await guards.url()
+      const bad: Record<string, unknown>[] = [
+        { batchMax: 0 },
+        { batchMax: -1 },
+        { batchMax: Number.NaN },
+        { expirySweepMs: Number.POSITIVE_INFINITY },
+        { expirySweepMs: 0 },
+        { clock: 5 },
+        { clock: { now: 'x' } },
+        { alerts: { concurrency: 0 } },
+        { alerts: { leaseMs: -5 } },
+        { alerts: 'fast' },
+        { onHandlerError: 'log' },
+      ]
+      for (const parameters of bad)
+        await expect(createGuard({ db: url, ...parameters }), JSON.stringify(parameters)).rejects.toBeInstanceOf(InvalidArgumentError)
+      if (url.startsWith('sqlite:')) expect(existsSync(url.slice('sqlite:'.length))).toBe(false)
+    })
+
+    test('behavior: a destroyed guard refuses every call and leaves no connection open', async () => {
+      const url = await guards.url()
+      const guard = await createGuard({ db: url })
+      await guard.allocate('t1', { total: 10n, ...USDC })
+      await guard.get('t1')
+      await guard.destroy()
+      await guard.destroy()
+      for (const call of [() => guard.get('t1'), () => guard.check('t1', 1n), () => guard.list(), () => guard.record('t1', { amount: 1n })])
+        await expect(call()).rejects.toBeInstanceOf(GuardDestroyedError)
+      expect(() => guard.on('alert', () => {})).toThrow(GuardDestroyedError)
+      // SQLite removes the WAL file when the last connection to the database closes.
+      if (url.startsWith('sqlite:')) expect(existsSync(`${url.slice('sqlite:'.length)}-wal`)).toBe(false)
+    })
+
+    test('behavior: metadata is stored as JSON writes it, so a retry with other dates is a conflict', async () => {
+      const guard = await guards.guard()
+      const metadata = { deadline: new Date('2026-01-02T03:04:05Z'), source: new URL('https://example.com/job/7') }
+      const b = await guard.allocate('t1', { total: 10n, ...USDC, metadata })
+      expect(b.metadata).toEqual({ deadline: '2026-01-02T03:04:05.000Z', source: 'https://example.com/job/7' })
+      const other = { ...metadata, deadline: new Date('2027-01-01T00:00:00Z') }
+      await expect(guard.allocate('t1', { total: 10n, ...USDC, metadata: other })).rejects.toBeInstanceOf(BudgetExistsError)
+      await expect(guard.allocate('t1', { total: 10n, ...USDC, metadata: { n: 1n } as never })).rejects.toBeInstanceOf(InvalidArgumentError)
     })
   })
 
@@ -400,6 +448,21 @@ describe.each(storeTargets)('engine on $name', (target) => {
         await new Promise((r) => setTimeout(r, 20))
       }
       expect(kinds).toEqual(['allocate', 'reserve', 'expire'])
+    })
+
+    test('behavior: expireHolds() called while a sweep runs still expires what is due at the call', async () => {
+      const clock = manualClock()
+      const guard = await guards.guard({ clock, expirySweepMs: 3_600_000 })
+      await guard.allocate('t1', { total: 100n, ...USDC })
+      await guard.reserve('t1', 100n, { ttlMs: 1000 })
+      // A sweep starts before the hold is due; the hold falls due while it runs.
+      const early = guard.expireHolds()
+      clock.advance(1000)
+      const late = guard.expireHolds()
+      expect(await early).toBe(0)
+      expect(await late).toBe(1)
+      expect((await guard.holds('t1'))[0]?.status).toBe('expired')
+      expect(await guard.list({ status: 'exhausted' })).toEqual([])
     })
 
     test('behavior: exhausted is derived, not a latch', async () => {

@@ -22,11 +22,15 @@ export type DispatcherOptions = {
   leaseMs?: number
   /** Handlers running at once, at most. */
   concurrency?: number
-  /** Attempts per handler and event, at most. */
+  /**
+   * Attempts per handler in one delivery of an event. A row some handler still failed stays
+   * undelivered and is delivered again (to every listener) once its lease runs out: at least
+   * once, for as long as a handler fails.
+   */
   attemptsMax?: number
   /** How often undelivered rows are looked for. */
   sweepIntervalMs?: number
-  /** Reports a handler that failed every attempt. */
+  /** Reports a handler that failed every attempt of one delivery. */
   onHandlerError?: (error: unknown, event: { kind: string; id: string }) => void
 }
 

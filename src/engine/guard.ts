@@ -2,6 +2,7 @@ import { assertAmount, assertDecimals, assertTotal, maxAmount as amountMax, toFr
 import { type Dispatcher, type Handler, createDispatcher } from './alerts.ts'
 import {
   BudgetNotFoundError,
+  GuardDestroyedError,
   HoldNotFoundError,
   HoldNotOpenError,
   InvalidArgumentError,
@@ -44,7 +45,7 @@ export type CreateGuardParameters = {
   batchMax?: number | undefined
   /** How often holds of every budget are checked for expiry (default 1000 ms). */
   expirySweepMs?: number | undefined
-  /** Reports an alert handler that failed every attempt. */
+  /** Reports an alert handler that failed every attempt of one delivery (the event is delivered again after its lease). */
   onHandlerError?: ((error: unknown, event: { kind: string; id: string }) => void) | undefined
 }
 
@@ -130,8 +131,26 @@ const expirySweepTasksMax = 256
 export async function createGuard(parameters: CreateGuardParameters = {}): Promise<Guard> {
   const p = v.options<CreateGuardParameters>('createGuard parameters', parameters)
   const clockOption = p.clock
+  if (
+    clockOption !== undefined &&
+    typeof clockOption !== 'function' &&
+    typeof (clockOption as { now?: unknown } | null)?.now !== 'function'
+  )
+    throw new InvalidArgumentError({ argument: 'clock', value: clockOption, reason: 'a function or an object with now(), in milliseconds' })
   const clock: Clock =
     clockOption === undefined ? Date.now : typeof clockOption === 'function' ? clockOption : () => clockOption.now()
+  // Tuning is checked before the store is opened: bad input creates nothing.
+  const batchMax = v.optionalCount('batchMax', p.batchMax, 1_000_000)
+  const expirySweepMs = v.optionalCount('expirySweepMs', p.expirySweepMs, 86_400_000)
+  const alerts = v.options<NonNullable<CreateGuardParameters['alerts']>>('alerts', p.alerts)
+  const alertTuning = {
+    leaseMs: v.optionalCount('alerts.leaseMs', alerts.leaseMs, 86_400_000),
+    concurrency: v.optionalCount('alerts.concurrency', alerts.concurrency, 10_000),
+    attemptsMax: v.optionalCount('alerts.attemptsMax', alerts.attemptsMax, 1_000),
+    sweepIntervalMs: v.optionalCount('alerts.sweepIntervalMs', alerts.sweepIntervalMs, 86_400_000),
+  }
+  if (p.onHandlerError !== undefined && typeof p.onHandlerError !== 'function')
+    throw new InvalidArgumentError({ argument: 'onHandlerError', value: p.onHandlerError, reason: 'a function' })
   const guardThresholds = v.thresholds(p.thresholds ?? defaultThresholds)
   const guardHardLimit = p.hardLimit ?? true
   v.assertBoolean('hardLimit', guardHardLimit)
@@ -143,16 +162,13 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
   const dispatcher: Dispatcher = createDispatcher({
     store,
     clock,
-    leaseMs: p.alerts?.leaseMs,
-    concurrency: p.alerts?.concurrency,
-    attemptsMax: p.alerts?.attemptsMax,
-    sweepIntervalMs: p.alerts?.sweepIntervalMs,
+    ...alertTuning,
     onHandlerError: p.onHandlerError,
   })
   const writer = createWriter({
     store,
     clock,
-    batchMax: p.batchMax,
+    batchMax,
     leaseFor: dispatcher.leaseFor,
     onCommit: dispatcher.committed,
   })
@@ -160,8 +176,20 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
 
   // Holds expire without anybody's help: a timer sweeps the store for due holds.
   let expiryRunning: Promise<number> | undefined
+  let expiryNext: Promise<number> | undefined
   async function expireHolds(): Promise<number> {
-    if (expiryRunning) return expiryRunning
+    // A sweep under way read the clock before this call: one more runs after it, which every
+    // call made meanwhile shares, so each call sees every hold due when it was made.
+    if (expiryRunning) {
+      const running = expiryRunning
+      expiryNext ??= running
+        .catch(() => 0)
+        .then(() => {
+          expiryNext = undefined
+          return expireHolds()
+        })
+      return expiryNext
+    }
     expiryRunning = (async () => {
       let expired = 0
       for (;;) {
@@ -176,7 +204,7 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
     })
     return expiryRunning
   }
-  const expiryTimer = setInterval(() => void expireHolds().catch(() => {}), p.expirySweepMs ?? 1_000)
+  const expiryTimer = setInterval(() => void expireHolds().catch(() => {}), expirySweepMs ?? 1_000)
   expiryTimer.unref()
 
   /**
@@ -514,15 +542,30 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
     expireHolds,
     flushAlerts: () => dispatcher.idle(),
 
-    async destroy() {
-      clearInterval(expiryTimer)
-      await expiryRunning?.catch(() => {})
-      await writer.close()
-      await dispatcher.close()
-      await store.destroy()
+    destroy() {
+      destroying ??= (async () => {
+        clearInterval(expiryTimer)
+        await expiryRunning?.catch(() => {})
+        await writer.close()
+        await dispatcher.close()
+        await store.destroy()
+      })()
+      return destroying
     },
 
     internal: { store, clock, submit, writerStats: writer.stats },
+  }
+  // Once destroy() is called, every method refuses with GuardDestroyedError; what was
+  // submitted before still commits (the writer drains).
+  let destroying: Promise<void> | undefined
+  for (const name of Object.keys(guard) as (keyof Guard)[]) {
+    if (name === 'destroy' || name === 'internal') continue
+    const method = guard[name] as (...args: unknown[]) => unknown
+    ;(guard as Record<string, unknown>)[name] = (...args: unknown[]) => {
+      if (destroying === undefined) return method.apply(guard, args)
+      if (name === 'on') throw new GuardDestroyedError()
+      return Promise.reject(new GuardDestroyedError())
+    }
   }
   return guard
 }

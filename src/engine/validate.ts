@@ -70,6 +70,14 @@ export function assertBoolean(argument: string, value: unknown): asserts value i
   if (typeof value !== 'boolean') throw new InvalidArgumentError({ argument, value, reason: 'true or false' })
 }
 
+/** An optional whole number in 1…`max` (a size, a count, milliseconds). */
+export function optionalCount(argument: string, value: unknown, max: number): number | undefined {
+  if (value === undefined) return undefined
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > max)
+    throw new InvalidArgumentError({ argument, value, reason: `an integer in 1…${max}` })
+  return value
+}
+
 export function optionalTtlMs(value: unknown): number | null {
   if (value === undefined || value === null) return null
   if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > ttlMsMax)
@@ -103,7 +111,8 @@ export function metadata(value: unknown): string | null {
   if (typeof value !== 'object' || Array.isArray(value))
     throw new InvalidArgumentError({ argument: 'metadata', value, reason: 'a plain object' })
   try {
-    const text = JSON.stringify(sortKeys(value))
+    // Through JSON first: values with toJSON (Date, URL) are stored as JSON writes them.
+    const text = JSON.stringify(sortKeys(JSON.parse(JSON.stringify(value))))
     if (text.length > 64 * 1024) throw new Error('too large')
     return text
   } catch {

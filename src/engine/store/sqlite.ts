@@ -176,6 +176,8 @@ export async function createSqliteStore(options: SqliteStoreOptions): Promise<St
     },
     async destroy() {
       await db.destroy()
+      // kysely closes the reader only if a query of its own ever opened it.
+      reader.close()
       writer.close()
       turn.release()
     },
