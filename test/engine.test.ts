@@ -574,6 +574,19 @@ describe.each(storeTargets)('engine on $name', (target) => {
       expect(calls).toBe(1)
       expect(new Set(results.map((e) => e.id)).size).toBe(1)
       expect(await guard.get('t1')).toMatchObject({ spent: 10n, reserved: 0n, entryCount: 1 })
+      // A payment that fails: every call with its key gets its error, and it ran once.
+      await guard.allocate('t2', { total: 10n, ...USDC })
+      const refused = new Error('payment provider said no')
+      let tries = 0
+      const failing = async (): Promise<{ settled: bigint }> => {
+        tries++
+        await new Promise((r) => setTimeout(r, 20))
+        throw refused
+      }
+      const outcomes = await Promise.allSettled([1, 2, 3].map(() => guard.pay('t2', 10n, failing, { key: 'order-2' })))
+      expect(tries).toBe(1)
+      expect(outcomes.map((o) => (o.status === 'rejected' ? o.reason : o.value))).toEqual([refused, refused, refused])
+      expect(await guard.get('t2')).toMatchObject({ spent: 0n, reserved: 0n })
       expect(await guard.verify()).toEqual({ ok: true, problems: [] })
     })
 

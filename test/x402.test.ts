@@ -356,19 +356,21 @@ describe('x402 adapter, end to end on anvil', () => {
   })
 
   test('behavior: a paid success whose settlement header was lost or garbled counts what was signed', async () => {
-    for (const rewrite of ['strip', 'garble'] as const) {
-      // A proxy between the agent and the server drops or mangles the settlement header.
+    for (const rewrite of ['strip', 'garble', 'not modified'] as const) {
+      // A proxy between the agent and the server drops or mangles the settlement header (and
+      // answers a paid request from its cache: a 304, which the server settled all the same).
       const proxy: typeof fetch = async (input, init) => {
         const response = await fetch(input, init)
         if (!response.headers.has('PAYMENT-RESPONSE')) return response
         const headers = new Headers(response.headers)
-        if (rewrite === 'strip') headers.delete('PAYMENT-RESPONSE')
-        else headers.set('PAYMENT-RESPONSE', 'not base64 json')
+        if (rewrite === 'garble') headers.set('PAYMENT-RESPONSE', 'not base64 json')
+        else headers.delete('PAYMENT-RESPONSE')
+        if (rewrite === 'not modified') return new Response(null, { status: 304, headers })
         return new Response(response.body, { status: response.status, headers })
       }
       const { guard, pay, payer, events } = await setup({ total: 25_000n, transport: proxy })
       const before = await balanceOf(payer)
-      for (let i = 0; i < 2; i++) expect((await pay(`${resource.url}/paid`)).status).toBe(200)
+      for (let i = 0; i < 2; i++) expect((await pay(`${resource.url}/paid`)).status).toBe(rewrite === 'not modified' ? 304 : 200)
       // The third would pass the hard limit: refused before signing, as the ledger knows both.
       await expect(pay(`${resource.url}/paid`)).rejects.toBeInstanceOf(BudgetExceededError)
       const budget = await guard.get(taskId)

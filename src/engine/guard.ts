@@ -271,8 +271,8 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
 
   const seqMax = 2n ** 63n - 1n
 
-  /** Keyed payments running in this process: a second call with the key waits for the first. */
-  const paying = new Map<string, Promise<unknown>>()
+  /** Keyed payments running in this process: a second call with the key shares the first's outcome. */
+  const paying = new Map<string, { run: Promise<SpendEntry>; maxAmount: bigint }>()
 
   async function payOnce(taskId: string, maxAmount: bigint, fn: (context: PayContext) => Promise<PayResult>, key: string | null) {
     const { hold: row, created } = await reserveOnce({ taskId, amount: maxAmount, key, ttlMs: null, ref: null })
@@ -521,13 +521,18 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
       const key = v.optionalId('key', o.key)
       if (key === null) return payOnce(taskId, maxAmount, fn, null)
       const slot = `${taskId}\u0000${key}`
-      for (let running = paying.get(slot); running; running = paying.get(slot)) await running.catch(() => {})
+      for (let running = paying.get(slot); running; running = paying.get(slot)) {
+        // The same payment: its entry, or its error. Other parameters: after it, the key's
+        // hold answers (an idempotency conflict).
+        if (running.maxAmount === maxAmount) return running.run
+        await running.run.catch(() => {})
+      }
       const run = payOnce(taskId, maxAmount, fn, key)
-      paying.set(slot, run)
+      paying.set(slot, { run, maxAmount })
       try {
         return await run
       } finally {
-        if (paying.get(slot) === run) paying.delete(slot)
+        if (paying.get(slot)?.run === run) paying.delete(slot)
       }
     },
 

@@ -263,11 +263,11 @@ export function createX402Guard(parameters: CreateX402GuardParameters): X402Guar
   }
 
   /**
-   * A paid response without a readable settlement. A success served what was paid for (an
-   * x402 server settles before it answers with success): what was signed counts (`exact`),
-   * else the hold's amount. Any other status is a response the server did not settle for
-   * (released, as when a payment's connection drops after signing). No response at all
-   * leaves the hold open, since nothing says whether money moved.
+   * A paid response without a readable settlement. An x402 server settles whenever its
+   * handler answers below 400, so such a response was paid for: what was signed counts
+   * (`exact`), else the hold's amount. A status of 400 or more is a response the server did
+   * not settle for (released, as when a payment's connection drops after signing). No
+   * response at all leaves the hold open, since nothing says whether money moved.
    */
   async function answered(payment: Payment, status: number | undefined): Promise<void> {
     payment.state = 'closed'
@@ -275,7 +275,7 @@ export function createX402Guard(parameters: CreateX402GuardParameters): X402Guar
       emit({ type: 'unresolved', hold: payment.hold, reason: 'no settlement in the response, and the request failed' })
       return
     }
-    if (status < 200 || status > 299) return release(payment, `no settlement in the response (status ${status})`)
+    if (status >= 400) return release(payment, `no settlement in the response (status ${status})`)
     const signed =
       payment.requirements.scheme === 'exact' && payment.payload ? signedAuthorization(payment.payload.payload).value : undefined
     const amount = signed ?? payment.hold.amount
