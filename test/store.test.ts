@@ -168,13 +168,18 @@ describe.each(storeTargets.filter((t) => t.name === 'postgres'))('store tenants 
       expect(await guard.record('t', { amount: 7n })).toMatchObject({ amount: 7n })
       proxy.loseNextCommit('fatal', { refuse: 1 })
       expect(await guard.record('t', { amount: 3n })).toMatchObject({ amount: 3n })
-      expect(proxy.lost).toBe(5)
+      // The server's side of the connection stays open, idle in the transaction and holding the
+      // budget's lock: its backend is ended, the transaction rolls back, and it runs again.
+      proxy.dropNextCommit({ keepServerSide: true })
+      expect(await guard.record('t', { amount: 4n })).toMatchObject({ amount: 4n })
+      expect(await guard.record('t', { amount: 6n })).toMatchObject({ amount: 6n })
+      expect(proxy.lost).toBe(6)
       expect(proxy.refused).toBe(3)
-      expect(await guard.get('t')).toMatchObject({ spent: 460n, reserved: 30n, entryCount: 8, openHolds: 3 })
-      expect(await guard.entries('t')).toHaveLength(8)
+      expect(await guard.get('t')).toMatchObject({ spent: 470n, reserved: 30n, entryCount: 10, openHolds: 3 })
+      expect(await guard.entries('t')).toHaveLength(10)
       // Each operation journaled once (batches may split a round differently).
       const kinds = (await guard.journal({ taskId: 't' })).map((j) => j.kind)
-      expect(kinds.sort()).toEqual(['allocate', ...Array(8).fill('record'), ...Array(3).fill('reserve')])
+      expect(kinds.sort()).toEqual(['allocate', ...Array(10).fill('record'), ...Array(3).fill('reserve')])
       expect(await guard.verify()).toEqual({ ok: true, problems: [] })
     } finally {
       await guard.destroy()

@@ -21,8 +21,12 @@ export type PgProxy = {
    * connection attempts with "the database system is starting up".
    */
   loseNextCommit(how?: 'cut' | 'fatal', options?: { refuse?: number }): void
-  /** Cuts the next connection that commits, before its COMMIT reaches the server (which then rolls back). */
-  dropNextCommit(): void
+  /**
+   * Cuts the next connection that commits, before its COMMIT reaches the server, which then
+   * rolls back; with `keepServerSide`, only the client's side is cut, so the server's backend
+   * stays idle in the transaction, holding its locks.
+   */
+  dropNextCommit(options?: { keepServerSide?: boolean }): void
   /** COMMITs lost so far, either way. */
   readonly lost: number
   /** Connection attempts refused so far. */
@@ -45,7 +49,7 @@ export async function startPgProxy(url: string): Promise<PgProxy> {
   let lose: 'cut' | 'fatal' | undefined
   let refuseAfter = 0
   let refuseNext = 0
-  let drop = false
+  let drop: false | 'both' | 'client' = false
   let lost = 0
   let refused = 0
 
@@ -91,11 +95,20 @@ export async function startPgProxy(url: string): Promise<PgProxy> {
         if (end > sent.length) break
         const commit = started && sent[at] === 0x51 && /^commit\0$/i.test(sent.toString('utf8', at + 5, end))
         if (drop && commit) {
-          // The server never hears the COMMIT; the dropped connection rolls the transaction back.
+          // The server never hears the COMMIT: a dropped connection rolls the transaction back,
+          // a server side left open keeps it in progress.
+          const side = drop
           drop = false
           lost++
           if (at > forward) backend.write(sent.subarray(forward, at))
-          close()
+          if (side === 'both') close()
+          else {
+            // The backend stays connected, and silent, until the proxy stops.
+            backend.removeAllListeners('data')
+            client.removeAllListeners('close').removeAllListeners('error').on('error', () => {})
+            client.destroy()
+            sockets.delete(client)
+          }
           return
         }
         started = true
@@ -146,8 +159,8 @@ export async function startPgProxy(url: string): Promise<PgProxy> {
       lose = how
       refuseAfter = options.refuse ?? 0
     },
-    dropNextCommit() {
-      drop = true
+    dropNextCommit(options = {}) {
+      drop = options.keepServerSide ? 'client' : 'both'
     },
     get lost() {
       return lost

@@ -84,12 +84,12 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
   async function runTransaction<T>(fn: (tx: StoreTx) => Promise<T>): Promise<T> {
     for (let attempt = 0; ; attempt++) {
       let committing = false
-      // The transaction's id, to ask the server whether it committed when the answer to
-      // COMMIT is lost with the connection.
-      let xid: string | undefined
+      // The transaction's id (and its backend), to ask the server whether it committed when
+      // the answer to COMMIT is lost with the connection.
+      let xid: TransactionId | undefined
       let result: T | undefined
       try {
-        xid = transactionId(await writer.query('begin; select txid_current()::text as xid'))
+        xid = transactionId(await writer.query('begin; select txid_current()::text as xid, pg_backend_pid() as pid'))
         const journal: Omit<JournalRow, 'seq'>[] = []
         result = await fn({
           ...tx,
@@ -138,27 +138,41 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
   }
 
   /**
-   * Whether transaction `xid` committed, asked on a new writer connection; waits while the
-   * old connection's backend is still finishing it. Undefined when the server cannot tell.
+   * Whether transaction `xid` committed, asked on a new writer connection. While the server
+   * says it is in progress, its old backend is still finishing it, or sits idle in it (the
+   * client side of its connection died, the server side did not) holding its locks: after a
+   * short wait that backend is ended, which settles the transaction one way or the other.
+   * Undefined when the server cannot tell within the deadline; no step waits past it.
    */
-  async function commitStatus(xid: string | undefined): Promise<'committed' | 'aborted' | undefined> {
+  async function commitStatus(xid: TransactionId | undefined): Promise<'committed' | 'aborted' | undefined> {
     if (xid === undefined) return undefined
     const deadline = Date.now() + commitStatusWaitMs
+    const left = () => Math.max(1, deadline - Date.now())
     for (let attempt = 0; Date.now() < deadline; attempt++) {
       try {
-        writer = await connect(options.connectionString)
+        writer = await connect(options.connectionString, left())
         names.clear()
+        const inProgressSince = Date.now()
+        let ended = false
         for (;;) {
-          const { rows } = await writer.query<{ status: string | null }>('select txid_status($1::bigint) as status', [xid])
+          const { rows } = await writer.query<{ status: string | null }>({
+            text: 'select txid_status($1::bigint) as status',
+            values: [xid.xid],
+            query_timeout: left(),
+          } as pg.QueryConfig)
           const status = rows[0]?.status
           if (status === 'committed' || status === 'aborted') return status
           if (status !== 'in progress' || Date.now() >= deadline) return undefined
+          if (!ended && Date.now() - inProgressSince >= inProgressGraceMs) {
+            await writer.query({ text: 'select pg_terminate_backend($1)', values: [xid.pid], query_timeout: left() } as pg.QueryConfig)
+            ended = true
+          }
           await sleep(10)
         }
       } catch {
         // The server may be restarting (refused, or "starting up"): ask again until the deadline.
         writer.end().catch(() => {})
-        await sleep(Math.min(500, 20 * 2 ** attempt))
+        await sleep(Math.min(500, 20 * 2 ** attempt, left()))
       }
     }
     return undefined
@@ -216,17 +230,21 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
 
 /** How long to keep asking whether a commit whose answer was lost landed. */
 const commitStatusWaitMs = 30_000
+/** How long a transaction may stay in progress after its answer was lost before its backend is ended. */
+const inProgressGraceMs = 500
 
-/** The `xid` of `begin; select txid_current()`: pg answers a multi-statement query with a result per statement. */
-function transactionId(results: pg.QueryResult | pg.QueryResult[]): string {
+type TransactionId = { xid: string; pid: number }
+
+/** The ids `begin; select txid_current(), pg_backend_pid()` returned: pg answers a multi-statement query with a result per statement. */
+function transactionId(results: pg.QueryResult | pg.QueryResult[]): TransactionId {
   const last = Array.isArray(results) ? results[results.length - 1] : results
-  const xid = (last?.rows[0] as { xid?: string } | undefined)?.xid
-  invariant(typeof xid === 'string', 'begin returned no transaction id')
-  return xid
+  const row = last?.rows[0] as { xid?: string; pid?: number } | undefined
+  invariant(typeof row?.xid === 'string' && typeof row.pid === 'number', 'begin returned no transaction id')
+  return { xid: row.xid, pid: row.pid }
 }
 
-async function connect(connectionString: string): Promise<pg.Client> {
-  const client = new pg.Client({ connectionString })
+async function connect(connectionString: string, timeoutMs?: number): Promise<pg.Client> {
+  const client = new pg.Client({ connectionString, connectionTimeoutMillis: timeoutMs })
   client.on('error', () => {
     // Surfaced by the next query on this client, which reconnects.
   })
