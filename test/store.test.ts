@@ -301,7 +301,11 @@ describe('one file, two guards in one process (sqlite)', () => {
       const spend = async (guard: typeof a, taskId: string) => {
         for (let i = 0; i < 100; i++) await Promise.all([guard.record(taskId, { amount: 1n }), guard.record(taskId, { amount: 1n })])
       }
-      await Promise.all([spend(a, 'a'), spend(b, 'b')])
+      // A third guard opens (and migrates) on the file meanwhile, twice.
+      const reopen = async () => {
+        for (let i = 0; i < 2; i++) await (await createGuard({ db: url })).destroy()
+      }
+      await Promise.all([spend(a, 'a'), spend(b, 'b'), reopen()])
       // A guard waiting for the other's write lock in the same thread stalled it for the whole busy timeout (5 s).
       expect(stall).toBeLessThan(1_000)
       expect((await a.get('b')).spent).toBe(200n)

@@ -5,7 +5,7 @@ import { InvalidArgumentError } from '../engine/errors.ts'
 import { defaultDbUrl } from '../engine/store/index.ts'
 import type { TaskBudget } from '../engine/types.ts'
 import * as v from '../engine/validate.ts'
-import { assertAddress, bindAccount, unbindAccount } from '../onchain/bindings.ts'
+import { assertAddress, assertScope, bindAccount, unbindAccount } from '../onchain/bindings.ts'
 import { assertRpcUrl } from '../onchain/rpc.ts'
 import { amount, bar, budgetLine, errorLine, exitCodeOf, exitCodes, json, percent, table } from './format.ts'
 import { runSync } from './sync.ts'
@@ -90,8 +90,8 @@ function entryOptions(o: { id?: string; peer?: string; tool?: string; reason?: s
   v.optionalText('reason', o.reason)
 }
 
-function addresses(o: { chainId: string; hook: string; account: string; sender?: string }): void {
-  assertAddress('hook', o.hook)
+function addresses(o: { chainId: string; hook: `0x${string}`; account: string; sender?: string }): void {
+  assertScope({ chainId: Number(o.chainId), hook: o.hook })
   assertAddress('account', o.account)
   if (o.sender !== undefined) assertAddress('sender', o.sender)
 }
@@ -147,8 +147,9 @@ function buildProgram(): Command {
     .option('--watch', 'refresh until stopped')
     .option('--interval <ms>', 'refresh interval with --watch', integer('interval'), '1000')
     .addHelpText('after', '\nExamples:\n  $ spendguard status\n  $ spendguard status research-42 --watch')
-    .action(async (taskId: string | undefined, o: Common & { watch?: boolean; interval: string }) =>
-      withGuard(o, async (guard) => {
+    .action(async (taskId: string | undefined, o: Common & { watch?: boolean; interval: string }) => {
+      v.optionalId('taskId', taskId)
+      return withGuard(o, async (guard) => {
         const render = async () => (taskId ? renderTask(guard, taskId, o.json) : renderAll(guard, o.json))
         if (!o.watch) return out(await render())
         let stop = false
@@ -162,8 +163,8 @@ function buildProgram(): Command {
           process.stdout.write(`\x1b[2J\x1b[H${text}\n`)
           await new Promise((r) => setTimeout(r, Number(o.interval)))
         }
-      }),
-    )
+      })
+    })
 
   common(program.command('reserve'))
     .description('hold an amount of a task budget for a payment')
@@ -356,7 +357,7 @@ function buildProgram(): Command {
     .addHelpText('after', '\nExample:\n  $ spendguard sync --rpc http://127.0.0.1:8545 --chain-id 31337 --hook 0x… --from-block 1')
     .action(async (o: Common & { rpc: string; chainId: string; hook: `0x${string}`; fromBlock: string; confirmations: string; pollInterval: string; reorgDepth: string; once?: boolean }) => {
       assertRpcUrl(o.rpc)
-      assertAddress('hook', o.hook)
+      assertScope({ chainId: Number(o.chainId), hook: o.hook })
       return withGuard(o, (guard) =>
         runSync(guard, {
           rpcUrl: o.rpc,

@@ -41,17 +41,31 @@ export async function createSqliteStore(options: SqliteStoreOptions): Promise<St
   }
 
   const writer = open()
-  await withBusyRetry(() => {
-    writer.pragma('journal_mode = WAL')
-  })
-  writer.pragma(`synchronous = ${synchronous}`)
-
-  const migrationConnection = open()
-  const migrator = new Kysely<Schema>({ dialect: new SqliteDialect({ database: migrationConnection }) })
+  // Writers of one file in this process take turns without blocking: SQLite's busy wait is
+  // synchronous, so a connection waiting for another guard's write lock in the same thread
+  // would hold up the very event loop that guard needs to finish its transaction. Opening
+  // (the switch to WAL, the migrations) takes its turn too.
+  const turn = fileTurn(options.path)
+  const inTurn = turn.inTurn
   try {
-    await migrate(migrator, migrationConnection)
-  } finally {
-    await migrator.destroy()
+    await inTurn(async () => {
+      await withBusyRetry(() => {
+        writer.pragma('journal_mode = WAL')
+      })
+      writer.pragma(`synchronous = ${synchronous}`)
+      const migrationConnection = open()
+      const migrator = new Kysely<Schema>({ dialect: new SqliteDialect({ database: migrationConnection }) })
+      try {
+        await migrate(migrator, migrationConnection)
+      } finally {
+        await migrator.destroy()
+        migrationConnection.close()
+      }
+    })
+  } catch (error) {
+    writer.close()
+    turn.release()
+    throw error
   }
 
   const reader = open()
@@ -85,12 +99,7 @@ export async function createSqliteStore(options: SqliteStoreOptions): Promise<St
   const rows = createRowCache()
   const dataVersion = writer.prepare('pragma data_version').pluck()
   let seenVersion: unknown
-  // One writer connection: transactions of this process run one after another.
-  // Writers of one file in this process take turns without blocking: SQLite's busy wait is
-  // synchronous, so a writer waiting for another guard's write lock in the same thread would
-  // hold up the very event loop that guard needs to finish its transaction.
-  const turn = fileTurn(options.path)
-  const inTurn = turn.inTurn
+  // One writer connection: transactions of this process run one after another (see `turn`).
 
   async function runTransaction<T>(fn: (tx: StoreTx) => Promise<T>): Promise<T> {
     if (writer.inTransaction) throw new InvariantViolationError('sqlite writer re-entered')
