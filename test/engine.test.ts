@@ -134,6 +134,34 @@ describe.each(storeTargets)('engine on $name', (target) => {
       if (url.startsWith('sqlite:')) expect(existsSync(`${url.slice('sqlite:'.length)}-wal`)).toBe(false)
     })
 
+    test('behavior: destroy() lets what was submitted finish: alerts it raised reach handlers that read the guard, due holds expire', async () => {
+      const url = await guards.url()
+      const clock = manualClock()
+      const handlerErrors: unknown[] = []
+      const guard = await createGuard({ db: url, clock, expirySweepMs: 3_600_000, onHandlerError: (e) => void handlerErrors.push(e) })
+      await guard.allocate('t1', { total: 100n, ...USDC })
+      await guard.allocate('t2', { total: 100n, ...USDC })
+      await guard.reserve('t2', 10n, { ttlMs: 1000 })
+      const seen: bigint[] = []
+      guard.on('alert', async () => void seen.push((await guard.get('t1')).spent))
+      const recorded = guard.record('t1', { amount: 60n })
+      const early = guard.expireHolds()
+      clock.advance(1000)
+      const late = guard.expireHolds()
+      await guard.destroy()
+      expect((await recorded).amount).toBe(60n)
+      expect(await early).toBe(0)
+      expect(await late).toBe(1)
+      expect(seen).toEqual([60n])
+      expect(handlerErrors).toEqual([])
+      const again = await createGuard({ db: url, clock })
+      try {
+        expect((await again.holds('t2'))[0]?.status).toBe('expired')
+      } finally {
+        await again.destroy()
+      }
+    })
+
     test('behavior: metadata is stored as JSON writes it, so a retry with other dates is a conflict', async () => {
       const guard = await guards.guard()
       const metadata = { deadline: new Date('2026-01-02T03:04:05Z'), source: new URL('https://example.com/job/7') }
@@ -142,6 +170,8 @@ describe.each(storeTargets)('engine on $name', (target) => {
       const other = { ...metadata, deadline: new Date('2027-01-01T00:00:00Z') }
       await expect(guard.allocate('t1', { total: 10n, ...USDC, metadata: other })).rejects.toBeInstanceOf(BudgetExistsError)
       await expect(guard.allocate('t1', { total: 10n, ...USDC, metadata: { n: 1n } as never })).rejects.toBeInstanceOf(InvalidArgumentError)
+      for (const notAnObject of [new Date(0), new String('abc'), { toJSON: () => [1] }])
+        await expect(guard.allocate('t2', { total: 10n, ...USDC, metadata: notAnObject as never })).rejects.toBeInstanceOf(InvalidArgumentError)
     })
   })
 

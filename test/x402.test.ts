@@ -1,5 +1,7 @@
 import type { ClientEvmSigner } from '@x402/evm'
 import { ExactEvmScheme } from '@x402/evm/exact/client'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { decodePaymentResponseHeader, encodePaymentResponseHeader } from '@x402/core/http'
 import { wrapFetchWithPayment, x402Client } from '@x402/fetch'
 import {
@@ -381,6 +383,31 @@ describe('x402 adapter, end to end on anvil', () => {
         'authorization',
       ])
       expect(await guard.verify()).toEqual({ ok: true, problems: [] })
+    }
+  })
+
+  test('behavior: a paid redirect that fetch follows to an error page still counts what was signed', async () => {
+    // The paid answer is a redirect (settled, its header gone with it), followed to a page that is missing.
+    const pages = createServer((request, response) => {
+      if (request.url === '/moved') response.writeHead(302, { location: '/missing' }).end()
+      else response.writeHead(404).end('not here')
+    })
+    await new Promise<void>((resolve) => pages.listen(0, '127.0.0.1', resolve))
+    const moved = `http://127.0.0.1:${(pages.address() as AddressInfo).port}/moved`
+    const redirecting: typeof fetch = async (input, init) => {
+      const response = await fetch(input, init)
+      return response.headers.has('PAYMENT-RESPONSE') ? fetch(moved) : response
+    }
+    try {
+      const { guard, pay, payer, events } = await setup({ total: 100_000n, transport: redirecting })
+      const before = await balanceOf(payer)
+      const response = await pay(`${resource.url}/paid`)
+      expect([response.status, response.redirected]).toEqual([404, true])
+      expect(before - (await balanceOf(payer))).toBe(price)
+      expect(await guard.get(taskId)).toMatchObject({ spent: price, reserved: 0n })
+      expect(events.at(-1)).toMatchObject({ type: 'captured', amountSource: 'authorization' })
+    } finally {
+      await new Promise((resolve) => pages.close(resolve))
     }
   })
 

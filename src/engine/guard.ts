@@ -550,24 +550,28 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
     destroy() {
       destroying ??= (async () => {
         clearInterval(expiryTimer)
-        await expiryRunning?.catch(() => {})
+        // Sweeps under way (and one queued behind them) finish while the writer still takes them.
+        while (expiryRunning || expiryNext) await (expiryNext ?? expiryRunning)?.catch(() => {})
         await writer.close()
         await dispatcher.close()
         await store.destroy()
+        destroyed = true
       })()
       return destroying
     },
 
     internal: { store, clock, submit, writerStats: writer.stats },
   }
-  // Once destroy() is called, every method refuses with GuardDestroyedError; what was
-  // submitted before still commits (the writer drains).
+  // While destroy() drains, writes are refused (the writer is closed) and reads still answer,
+  // so that what was submitted before, and alert handlers delivered meanwhile, finish. Once it
+  // has closed the store, every method refuses with GuardDestroyedError.
   let destroying: Promise<void> | undefined
+  let destroyed = false
   for (const name of Object.keys(guard) as (keyof Guard)[]) {
     if (name === 'destroy' || name === 'internal') continue
     const method = guard[name] as (...args: unknown[]) => unknown
     ;(guard as Record<string, unknown>)[name] = (...args: unknown[]) => {
-      if (destroying === undefined) return method.apply(guard, args)
+      if (!destroyed) return method.apply(guard, args)
       if (name === 'on') throw new GuardDestroyedError()
       return Promise.reject(new GuardDestroyedError())
     }

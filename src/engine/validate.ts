@@ -108,11 +108,18 @@ export function progress(value: unknown): number {
 /** Metadata as canonical JSON (keys sorted), so equal metadata compares equal. */
 export function metadata(value: unknown): string | null {
   if (value === undefined || value === null) return null
-  if (typeof value !== 'object' || Array.isArray(value))
+  // Through JSON first: values with toJSON (Date, URL) are kept as JSON writes them, and what
+  // is left must be a plain object.
+  let json: unknown
+  try {
+    json = JSON.parse(JSON.stringify(value) ?? 'null')
+  } catch {
+    throw new InvalidArgumentError({ argument: 'metadata', value, reason: 'JSON-serializable and at most 64 KiB' })
+  }
+  if (typeof value !== 'object' || json === null || typeof json !== 'object' || Array.isArray(json))
     throw new InvalidArgumentError({ argument: 'metadata', value, reason: 'a plain object' })
   try {
-    // Through JSON first: values with toJSON (Date, URL) are stored as JSON writes them.
-    const text = JSON.stringify(sortKeys(JSON.parse(JSON.stringify(value))))
+    const text = JSON.stringify(sortKeys(json))
     if (text.length > 64 * 1024) throw new Error('too large')
     return text
   } catch {

@@ -264,7 +264,8 @@ export function createX402Guard(parameters: CreateX402GuardParameters): X402Guar
 
   /**
    * A paid response without a readable settlement. An x402 server settles whenever its
-   * handler answers below 400, so such a response was paid for: what was signed counts
+   * handler answers below 400 (a redirect that fetch followed included), so such a response
+   * was paid for: what was signed counts
    * (`exact`), else the hold's amount. A status of 400 or more is a response the server did
    * not settle for (released, as when a payment's connection drops after signing). No
    * response at all leaves the hold open, since nothing says whether money moved.
@@ -398,7 +399,8 @@ export function createX402Guard(parameters: CreateX402GuardParameters): X402Guar
           await finish(call, `request failed: ${messageOf(error)}`, undefined)
           throw call.refusal ?? error
         }
-        await finish(call, 'no payment response', response.status)
+        // A redirect fetch followed: the paid response was a 3xx (settled), whatever the last page says.
+        await finish(call, 'no payment response', response.redirected ? 399 : response.status)
         return response
       }
     },

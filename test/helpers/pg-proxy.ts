@@ -27,6 +27,12 @@ export type PgProxy = {
    * stays idle in the transaction, holding its locks.
    */
   dropNextCommit(options?: { keepServerSide?: boolean }): void
+  /**
+   * Cuts the client's side of the next connection to send `statements` more statements (Bind
+   * messages), just before the last of them: its transaction stays open on the server, idle,
+   * holding whatever locks the statements before took.
+   */
+  cutClientAfter(statements: number): void
   /** COMMITs lost so far, either way. */
   readonly lost: number
   /** Connection attempts refused so far. */
@@ -50,6 +56,7 @@ export async function startPgProxy(url: string): Promise<PgProxy> {
   let refuseAfter = 0
   let refuseNext = 0
   let drop: false | 'both' | 'client' = false
+  let cutAfter = 0
   let lost = 0
   let refused = 0
 
@@ -94,11 +101,12 @@ export async function startPgProxy(url: string): Promise<PgProxy> {
         const end = started ? at + 1 + sent.readUInt32BE(at + 1) : at + sent.readUInt32BE(at)
         if (end > sent.length) break
         const commit = started && sent[at] === 0x51 && /^commit\0$/i.test(sent.toString('utf8', at + 5, end))
-        if (drop && commit) {
+        const cut = started && sent[at] === 0x42 && cutAfter > 0 && --cutAfter === 0
+        if ((drop && commit) || cut) {
           // The server never hears the COMMIT: a dropped connection rolls the transaction back,
           // a server side left open keeps it in progress.
-          const side = drop
-          drop = false
+          const side = cut ? 'client' : drop
+          if (!cut) drop = false
           lost++
           if (at > forward) backend.write(sent.subarray(forward, at))
           if (side === 'both') close()
@@ -161,6 +169,9 @@ export async function startPgProxy(url: string): Promise<PgProxy> {
     },
     dropNextCommit(options = {}) {
       drop = options.keepServerSide ? 'client' : 'both'
+    },
+    cutClientAfter(statements) {
+      cutAfter = statements
     },
     get lost() {
       return lost

@@ -126,10 +126,16 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
           continue
         }
         if (isConnectionError(error) && attempt < retriesMax) {
-          // The connection died: whatever was in flight rolled back with it.
+          // The connection died before COMMIT: nothing of it commits. Its backend may still sit
+          // idle in the transaction, holding the budgets' locks the run again needs (the client's
+          // side of the connection died, the server's did not): it is ended first.
           writer.end().catch(() => {})
           writer = await connect(options.connectionString)
           names.clear()
+          if (xid !== undefined)
+            await writer
+              .query("select pg_terminate_backend($1) where txid_status($2::bigint) = 'in progress'", [xid.pid, xid.xid])
+              .catch(() => {})
           continue
         }
         throw error
@@ -164,7 +170,11 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
           if (status === 'committed' || status === 'aborted') return status
           if (status !== 'in progress' || Date.now() >= deadline) return undefined
           if (!ended && Date.now() - inProgressSince >= inProgressGraceMs) {
-            await writer.query({ text: 'select pg_terminate_backend($1)', values: [xid.pid], query_timeout: left() } as pg.QueryConfig)
+            await writer.query({
+              text: "select pg_terminate_backend($1) where txid_status($2::bigint) = 'in progress'",
+              values: [xid.pid, xid.xid],
+              query_timeout: left(),
+            } as pg.QueryConfig)
             ended = true
           }
           await sleep(10)
