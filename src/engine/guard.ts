@@ -256,10 +256,15 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
    * Reserves through the assessor; a key that already has its hold is a retry, answered by
    * the rule with the original hold (or a conflict) whatever the assessor says now.
    */
-  async function reserveOnce(input: rules.ReserveInput): Promise<{ hold: HoldRow; created: boolean }> {
+  function reserveOnce(input: rules.ReserveInput): Promise<{ hold: HoldRow; created: boolean }> {
+    // Without an assessor, straight to the writer: the hot path of every payment.
+    if (riskAssessor === undefined) return submit((ctx) => rules.reserveOnce(ctx, input), input.taskId)
+    return assessedReserve(input)
+  }
+
+  async function assessedReserve(input: rules.ReserveInput): Promise<{ hold: HoldRow; created: boolean }> {
     const { taskId, amount, key } = input
     const known =
-      riskAssessor !== undefined &&
       key !== null &&
       (await store.db.selectFrom('holds').select('id').where('task_id', '=', taskId).where('key', '=', key).executeTakeFirst())
     if (!known) {

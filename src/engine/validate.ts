@@ -14,9 +14,12 @@ export const ttlMsMax = 365 * 24 * 3600 * 1000
  * one), while SQLite keeps them as they are.
  */
 const unstorable = /[\0\p{Cs}]/u
+/** Any NUL or surrogate code unit at all: most text has none, and then needs no closer look. */
+const suspect = /[\0\uD800-\uDFFF]/
+const storable = (text: string) => !suspect.test(text) || !unstorable.test(text)
 
 export function assertId(argument: string, value: unknown): asserts value is string {
-  if (typeof value !== 'string' || value.length === 0 || value.length > idLengthMax || unstorable.test(value))
+  if (typeof value !== 'string' || value.length === 0 || value.length > idLengthMax || !storable(value))
     throw new InvalidArgumentError({
       argument,
       value,
@@ -26,7 +29,7 @@ export function assertId(argument: string, value: unknown): asserts value is str
 
 export function optionalText(argument: string, value: unknown): string | null {
   if (value === undefined || value === null) return null
-  if (typeof value !== 'string' || value.length > textLengthMax || unstorable.test(value))
+  if (typeof value !== 'string' || value.length > textLengthMax || !storable(value))
     throw new InvalidArgumentError({
       argument,
       value,
