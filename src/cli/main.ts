@@ -80,9 +80,6 @@ function fractions(argument: string, text: string): number[] {
   })
 }
 
-/** The 64-bit signed range of journal sequence numbers. */
-const seqMax = 2n ** 63n - 1n
-
 function entryOptions(o: { id?: string; peer?: string; tool?: string; reason?: string }): void {
   v.optionalEntryId('id', o.id)
   v.optionalText('peer', o.peer)
@@ -304,7 +301,7 @@ function buildProgram(): Command {
     .action(async (o: Common & { task?: string; after?: string; limit: string }) => {
       const query = { taskId: o.task, afterSeq: o.after === undefined ? undefined : BigInt(o.after), limit: Number(o.limit) }
       v.optionalId('task', o.task)
-      if (query.afterSeq !== undefined && query.afterSeq > seqMax)
+      if (query.afterSeq !== undefined && query.afterSeq > v.seqMax)
         throw new InvalidArgumentError({ argument: 'after', value: o.after, reason: 'a sequence number in 0…2^63-1' })
       return withGuard(o, async (guard) => {
         const rows = await guard.journal(query)

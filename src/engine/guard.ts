@@ -274,8 +274,6 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
     return submit((ctx) => rules.reserveOnce(ctx, input), taskId)
   }
 
-  const seqMax = 2n ** 63n - 1n
-
   /** Keyed payments running in this process: a second call with the key shares the first's outcome. */
   const paying = new Map<string, { run: Promise<SpendEntry>; maxAmount: bigint }>()
 
@@ -481,8 +479,7 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
     async journal(options) {
       const o = v.options<{ taskId: string; afterSeq: bigint; limit: number }>('journal options', options)
       if (o.taskId !== undefined) v.assertId('taskId', o.taskId)
-      // seq is a 64-bit signed integer in both stores.
-      if (o.afterSeq !== undefined && (typeof o.afterSeq !== 'bigint' || o.afterSeq < 0n || o.afterSeq > seqMax))
+      if (o.afterSeq !== undefined && (typeof o.afterSeq !== 'bigint' || o.afterSeq < 0n || o.afterSeq > v.seqMax))
         throw new InvalidArgumentError({ argument: 'afterSeq', value: o.afterSeq, reason: 'a bigint in 0…2^63-1' })
       const limit = o.limit ?? 1000
       if (!Number.isInteger(limit) || limit < 1 || limit > 100_000)

@@ -5,6 +5,8 @@ import { InvalidArgumentError } from './errors.ts'
 export const idLengthMax = 256
 export const textLengthMax = 1024
 export const thresholdsMax = 16
+/** The last journal sequence number: seq is a 64-bit signed integer in both stores. */
+export const seqMax = 2n ** 63n - 1n
 /** A hold lives at most a year. */
 export const ttlMsMax = 365 * 24 * 3600 * 1000
 
