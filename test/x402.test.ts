@@ -510,44 +510,26 @@ describe('x402 settled amount', () => {
   const payload = { x402Version: 2, payload: { authorization: { from: payer, to: payTo, value: '1000' } } } as never
   const settlement = (amount: string | undefined) =>
     ({ success: true, transaction: `0x${'ab'.repeat(32)}`, network: 'eip155:31337', payer, amount }) as never
+  /** What a successful settlement claiming `claim` counts, for a hold of 1000 signed as 1000. */
+  const settle = (claim: string | undefined, scheme: string) =>
+    settledAmount({ settlement: settlement(claim), payload, requirements: requirements(scheme), reserved: 1000n })
 
   test('behavior: an exact settlement claiming less than was signed counts the signed value', async () => {
     // A payee paid 1000 that reports 1 would otherwise free 999 of budget already spent.
-    expect(await settledAmount({ settlement: settlement('1'), payload, requirements: requirements('exact'), reserved: 1000n })).toEqual({
-      amount: 1000n,
-      source: 'authorization',
-    })
-    expect(await settledAmount({ settlement: settlement('0'), payload, requirements: requirements('exact'), reserved: 1000n })).toEqual({
-      amount: 1000n,
-      source: 'authorization',
-    })
-    expect(await settledAmount({ settlement: settlement('1000'), payload, requirements: requirements('exact'), reserved: 1000n })).toEqual({
-      amount: 1000n,
-      source: 'response',
-    })
-    expect(await settledAmount({ settlement: settlement(undefined), payload, requirements: requirements('exact'), reserved: 1000n })).toEqual({
-      amount: 1000n,
-      source: 'authorization',
-    })
+    expect(await settle('1', 'exact')).toEqual({ amount: 1000n, source: 'authorization' })
+    expect(await settle('0', 'exact')).toEqual({ amount: 1000n, source: 'authorization' })
+    expect(await settle('1000', 'exact')).toEqual({ amount: 1000n, source: 'response' })
+    expect(await settle(undefined, 'exact')).toEqual({ amount: 1000n, source: 'authorization' })
   })
 
   test('behavior: a scheme that settles up to the signed value reports its own amount', async () => {
-    expect(await settledAmount({ settlement: settlement('250'), payload, requirements: requirements('upto'), reserved: 1000n })).toEqual({
-      amount: 250n,
-      source: 'response',
-    })
+    expect(await settle('250', 'upto')).toEqual({ amount: 250n, source: 'response' })
   })
 
   test('behavior: a settlement claiming more than the payer authorized is not believed', async () => {
     // exact moves exactly what was signed; a larger claim would charge the budget for money that never left.
-    expect(await settledAmount({ settlement: settlement('50000'), payload, requirements: requirements('exact'), reserved: 1000n })).toEqual({
-      amount: 1000n,
-      source: 'authorization',
-    })
+    expect(await settle('50000', 'exact')).toEqual({ amount: 1000n, source: 'authorization' })
     // Any other scheme: at most the hold, the most the payer authorized.
-    expect(await settledAmount({ settlement: settlement('1001'), payload, requirements: requirements('upto'), reserved: 1000n })).toEqual({
-      amount: 1000n,
-      source: 'reserved',
-    })
+    expect(await settle('1001', 'upto')).toEqual({ amount: 1000n, source: 'reserved' })
   })
 })

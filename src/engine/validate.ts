@@ -123,17 +123,14 @@ export function metadata(value: unknown): string | null {
   }
   if (typeof value !== 'object' || json === null || typeof json !== 'object' || Array.isArray(json))
     throw new InvalidArgumentError({ argument: 'metadata', value, reason: 'a plain object' })
-  try {
-    const text = JSON.stringify(sortKeys(json))
-    if (text.length > 64 * 1024) throw new Error('too large')
-    return text
-  } catch {
+  const text = JSON.stringify(sortKeys(json))
+  if (text.length > 64 * 1024)
     throw new InvalidArgumentError({ argument: 'metadata', value, reason: 'JSON-serializable and at most 64 KiB' })
-  }
+  return text
 }
 
+/** Parsed JSON with every object's keys in order. */
 function sortKeys(value: unknown): unknown {
-  if (typeof value === 'bigint') throw new Error('bigint')
   if (Array.isArray(value)) return value.map(sortKeys)
   if (value && typeof value === 'object')
     return Object.fromEntries(

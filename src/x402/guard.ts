@@ -16,11 +16,12 @@ import { assertId, optionalText, optionalTtlMs } from '../engine/validate.ts'
 import { X402AssetNotAllowedError, X402VersionNotSupportedError } from './errors.ts'
 import {
   type SettledAmountSource,
+  atMostReserved,
+  exactSignedValue,
   loose,
   parseAtomicAmount,
   settledAmount,
   settlementReceiptAmount,
-  signedAuthorization,
 } from './settled.ts'
 
 /** A `fetch`-shaped function, such as the one `wrapFetchWithPayment` of `@x402/fetch` returns. */
@@ -265,27 +266,27 @@ export function createX402Guard(parameters: CreateX402GuardParameters): X402Guar
   /**
    * A paid response without a readable settlement. An x402 server settles whenever its
    * handler answers below 400 (a redirect that fetch followed included), so such a response
-   * was paid for: what was signed counts
-   * (`exact`), else the hold's amount. A status of 400 or more is a response the server did
-   * not settle for (released, as when a payment's connection drops after signing). No
-   * response at all leaves the hold open, since nothing says whether money moved.
+   * was paid for: what was signed counts (`exact`), else the hold's amount. A status of 400 or
+   * more is a response the server did not settle for (released, as when a payment's
+   * connection drops after signing). No response at all leaves the hold open, since nothing
+   * says whether money moved.
    */
-  async function answered(payment: Payment, status: number | undefined): Promise<void> {
+  async function answered(payment: Payment, response: Response | undefined): Promise<void> {
     payment.state = 'closed'
-    if (status === undefined) {
+    if (!response) {
       emit({ type: 'unresolved', hold: payment.hold, reason: 'no settlement in the response, and the request failed' })
       return
     }
-    if (status >= 400) return release(payment, `no settlement in the response (status ${status})`)
-    const signed =
-      payment.requirements.scheme === 'exact' && payment.payload ? signedAuthorization(payment.payload.payload).value : undefined
-    const amount = signed ?? payment.hold.amount
-    const entry = await guard.capture(payment.hold.id, amount, {
-      peer: peerOf(payment.resource),
-      tool,
-      reason: `x402 ${payment.requirements.scheme} payment answered ${status} without a settlement`,
-    })
-    emit({ type: 'captured', hold: payment.hold, entry, settlement: undefined, amountSource: signed === undefined ? 'reserved' : 'authorization' })
+    const status = `${response.status}${response.redirected ? ' after a redirect' : ''}`
+    if (response.status >= 400 && !response.redirected) return release(payment, `no settlement in the response (status ${status})`)
+    const signed = payment.payload && exactSignedValue(payment.requirements, payment.payload)
+    await spend(
+      payment,
+      signed ?? payment.hold.amount,
+      signed === undefined ? 'reserved' : 'authorization',
+      undefined,
+      `x402 ${payment.requirements.scheme} payment answered ${status} without a settlement`,
+    )
   }
 
   async function capture(payment: Payment, payload: PaymentPayload, settlement: SettleResponse): Promise<void> {
@@ -300,17 +301,22 @@ export function createX402Guard(parameters: CreateX402GuardParameters): X402Guar
     await spend(payment, settled.amount, settled.source, settlement)
   }
 
-  /** Captures what a settlement moved, or releases the hold when the evidence says it moved nothing. */
-  async function spend(payment: Payment, amount: bigint, amountSource: SettledAmountSource, settlement: SettleResponse): Promise<void> {
+  /**
+   * Captures what a settlement moved, or releases the hold when the evidence says it moved
+   * nothing. `reason` (the entry's) defaults to naming the settlement's transaction.
+   */
+  async function spend(
+    payment: Payment,
+    amount: bigint,
+    amountSource: SettledAmountSource,
+    settlement: SettleResponse | undefined,
+    reason = `x402 ${payment.requirements.scheme} settlement ${settlement?.transaction} on ${settlement?.network}`,
+  ): Promise<void> {
     if (amount === 0n) {
-      await release(payment, `settlement ${settlement.transaction} moved nothing to ${payment.requirements.payTo}`, settlement)
+      await release(payment, `settlement ${settlement?.transaction} moved nothing to ${payment.requirements.payTo}`, settlement)
       return
     }
-    const entry = await guard.capture(payment.hold.id, amount, {
-      peer: peerOf(payment.resource),
-      tool,
-      reason: `x402 ${payment.requirements.scheme} settlement ${settlement.transaction} on ${settlement.network}`,
-    })
+    const entry = await guard.capture(payment.hold.id, amount, { peer: peerOf(payment.resource), tool, reason })
     emit({ type: 'captured', hold: payment.hold, entry, settlement, amountSource })
   }
 
@@ -323,11 +329,11 @@ export function createX402Guard(parameters: CreateX402GuardParameters): X402Guar
       publicClient: payment.asset.publicClient,
       receiptTimeoutMs,
     })
-    const signed = payment.requirements.scheme === 'exact' ? signedAuthorization(payload.payload).value : undefined
-    const reserved = payment.hold.amount
+    const signed = exactSignedValue(payment.requirements, payload)
     if (moved !== undefined && signed === undefined) {
       // What moved, never more than the payer authorized.
-      await spend(payment, moved <= reserved ? moved : reserved, moved <= reserved ? 'receipt' : 'reserved', settlement)
+      const settled = atMostReserved(moved, 'receipt', payment.hold.amount)
+      await spend(payment, settled.amount, settled.source, settlement)
       return
     }
     if (moved !== undefined && signed !== undefined && moved >= signed) {
@@ -354,11 +360,11 @@ export function createX402Guard(parameters: CreateX402GuardParameters): X402Guar
 
   /**
    * Releases what a request reserved or signed but never got a response for, and settles what
-   * was answered without a settlement by the status of the response (`undefined`: none came).
+   * was answered without a settlement by the response (`undefined`: none came).
    */
-  async function finish(call: Call, reason: string, status: number | undefined): Promise<void> {
+  async function finish(call: Call, reason: string, response: Response | undefined): Promise<void> {
     for (const payment of call.payments) {
-      if (payment.state === 'answered') await answered(payment, status)
+      if (payment.state === 'answered') await answered(payment, response)
       if (payment.state === 'reserved') {
         const reserved = reservedByRequirements.get(payment.requirements)
         const at = reserved?.indexOf(payment) ?? -1
@@ -399,8 +405,7 @@ export function createX402Guard(parameters: CreateX402GuardParameters): X402Guar
           await finish(call, `request failed: ${messageOf(error)}`, undefined)
           throw call.refusal ?? error
         }
-        // A redirect fetch followed: the paid response was a 3xx (settled), whatever the last page says.
-        await finish(call, 'no payment response', response.redirected ? 399 : response.status)
+        await finish(call, 'no payment response', response)
         return response
       }
     },

@@ -75,6 +75,19 @@ export function signedAuthorization(payload: Record<string, unknown>): { from: s
   return { from: undefined, value: undefined }
 }
 
+/**
+ * The value an `exact` payment signed, which it settles exactly or not at all; undefined for
+ * other schemes (which may settle less) or a payload of another shape.
+ */
+export function exactSignedValue(requirements: PaymentRequirements, payload: PaymentPayload): bigint | undefined {
+  return requirements.scheme === 'exact' ? signedAuthorization(payload.payload).value : undefined
+}
+
+/** `amount` from `source`, unless it is more than the hold: the payer authorized no more than that. */
+export function atMostReserved(amount: bigint, source: SettledAmountSource, reserved: bigint): SettledAmount {
+  return amount <= reserved ? { amount, source } : { amount: reserved, source: 'reserved' }
+}
+
 function stringOrUndefined(value: unknown): string | undefined {
   return typeof value === 'string' ? value : undefined
 }
@@ -175,15 +188,15 @@ export async function settlementReceiptAmount(parameters: Omit<SettledAmountPara
 export async function settledAmount(parameters: SettledAmountParameters): Promise<SettledAmount> {
   const { settlement, payload, requirements, reserved } = parameters
   const reported = parseAtomicAmount(settlement.amount)
-  const signed = requirements.scheme === 'exact' ? signedAuthorization(payload.payload).value : undefined
+  const signed = exactSignedValue(requirements, payload)
   if (signed !== undefined) {
     // `exact` moves what was signed or nothing, and this settlement succeeded.
     if (reported === signed) return { amount: signed, source: 'response' }
     if (reported === undefined && (await settlementReceiptAmount(parameters)) === signed) return { amount: signed, source: 'receipt' }
     return { amount: signed, source: 'authorization' }
   }
-  if (reported !== undefined) return reported <= reserved ? { amount: reported, source: 'response' } : { amount: reserved, source: 'reserved' }
+  if (reported !== undefined) return atMostReserved(reported, 'response', reserved)
   const moved = await settlementReceiptAmount(parameters)
-  if (moved !== undefined) return moved <= reserved ? { amount: moved, source: 'receipt' } : { amount: reserved, source: 'reserved' }
+  if (moved !== undefined) return atMostReserved(moved, 'receipt', reserved)
   return { amount: reserved, source: 'reserved' }
 }

@@ -81,6 +81,26 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
   // One writer connection: its transactions and queries take turns.
   const inTurn = serial()
 
+  /** A new writer connection (the old one is dead or ending); its prepared statements start over. */
+  async function reconnect(timeoutMs?: number): Promise<void> {
+    writer = await connect(options.connectionString, timeoutMs)
+    names.clear()
+  }
+
+  /**
+   * Ends the backend of transaction `xid` if that transaction is still in progress: a backend
+   * idle in it (its client's side of the connection died, the server's did not) holds its
+   * locks until then. Ending it settles the transaction; a finished one is left alone (and
+   * its pid may belong to another backend by now).
+   */
+  function endIfInProgress(xid: TransactionId, timeoutMs?: number) {
+    return writer.query({
+      text: "select pg_terminate_backend($1) where txid_status($2::bigint) = 'in progress'",
+      values: [xid.pid, xid.xid],
+      query_timeout: timeoutMs,
+    } as pg.QueryConfig)
+  }
+
   async function runTransaction<T>(fn: (tx: StoreTx) => Promise<T>): Promise<T> {
     for (let attempt = 0; ; attempt++) {
       let committing = false
@@ -127,15 +147,11 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
         }
         if (isConnectionError(error) && attempt < retriesMax) {
           // The connection died before COMMIT: nothing of it commits. Its backend may still sit
-          // idle in the transaction, holding the budgets' locks the run again needs (the client's
-          // side of the connection died, the server's did not): it is ended first.
+          // idle in the transaction, holding the budgets' locks the run again needs: it is
+          // ended first.
           writer.end().catch(() => {})
-          writer = await connect(options.connectionString)
-          names.clear()
-          if (xid !== undefined)
-            await writer
-              .query("select pg_terminate_backend($1) where txid_status($2::bigint) = 'in progress'", [xid.pid, xid.xid])
-              .catch(() => {})
+          await reconnect()
+          if (xid !== undefined) await endIfInProgress(xid).catch(() => {})
           continue
         }
         throw error
@@ -145,10 +161,9 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
 
   /**
    * Whether transaction `xid` committed, asked on a new writer connection. While the server
-   * says it is in progress, its old backend is still finishing it, or sits idle in it (the
-   * client side of its connection died, the server side did not) holding its locks: after a
-   * short wait that backend is ended, which settles the transaction one way or the other.
-   * Undefined when the server cannot tell within the deadline; no step waits past it.
+   * says it is in progress, its old backend is still finishing it, or sits idle in it: after
+   * a short wait that backend is ended (see `endIfInProgress`). Undefined when the server
+   * cannot tell within the deadline; no step waits past it.
    */
   async function commitStatus(xid: TransactionId | undefined): Promise<'committed' | 'aborted' | undefined> {
     if (xid === undefined) return undefined
@@ -156,8 +171,7 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
     const left = () => Math.max(1, deadline - Date.now())
     for (let attempt = 0; Date.now() < deadline; attempt++) {
       try {
-        writer = await connect(options.connectionString, left())
-        names.clear()
+        await reconnect(left())
         const inProgressSince = Date.now()
         let ended = false
         for (;;) {
@@ -170,11 +184,7 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
           if (status === 'committed' || status === 'aborted') return status
           if (status !== 'in progress' || Date.now() >= deadline) return undefined
           if (!ended && Date.now() - inProgressSince >= inProgressGraceMs) {
-            await writer.query({
-              text: "select pg_terminate_backend($1) where txid_status($2::bigint) = 'in progress'",
-              values: [xid.pid, xid.xid],
-              query_timeout: left(),
-            } as pg.QueryConfig)
+            await endIfInProgress(xid, left())
             ended = true
           }
           await sleep(10)

@@ -99,7 +99,6 @@ export async function createSqliteStore(options: SqliteStoreOptions): Promise<St
   const rows = createRowCache()
   const dataVersion = writer.prepare('pragma data_version').pluck()
   let seenVersion: unknown
-  // One writer connection: transactions of this process run one after another (see `turn`).
 
   async function runTransaction<T>(fn: (tx: StoreTx) => Promise<T>): Promise<T> {
     if (writer.inTransaction) throw new InvariantViolationError('sqlite writer re-entered')
@@ -154,6 +153,8 @@ export async function createSqliteStore(options: SqliteStoreOptions): Promise<St
         return result
       } finally {
         await snapshotDb.destroy()
+        // kysely closes the connection only if a query of its own opened it.
+        connection.close()
       }
     },
     async claimOutbox(kinds, now, leaseMs, limit) {
