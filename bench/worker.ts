@@ -72,7 +72,6 @@ type IngestCommand = {
   token: `0x${string}`
   fromBlock: string
   sampleMs: number
-  pageBlocks?: { initialBlocks?: number; maxBlocks?: number }
 }
 
 /** Section F: one backfill in this process; RSS sampled while it runs, and the kernel's peak. */
@@ -95,7 +94,6 @@ async function ingest(c: IngestCommand) {
     fromBlock: BigInt(c.fromBlock),
     reorgDepthMax: 4,
     confirmations: 4,
-    pageBlocks: c.pageBlocks,
   })
   await tracker.bind({ account: c.account, taskId: 'agent', token: c.token })
   const rssReady = process.memoryUsage.rss()
