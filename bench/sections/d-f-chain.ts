@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url'
 import Database from 'better-sqlite3'
 import PQueue from 'p-queue'
 import { type Address, type EIP1193RequestFn, type PublicClient, createPublicClient, custom, http, numberToHex } from 'viem'
-import { createGuard, createTracker, spendRecordedTopic, spendingHookAbi } from '../../src/index.ts'
+import { bindAccount, createGuard, createTracker, spendRecordedTopic, spendingHookAbi } from '../../src/index.ts'
 import { entries as entryCodec } from '../../src/engine/store/codec.ts'
 import type { EntryRow } from '../../src/engine/store/types.ts'
 import { type RpcLog, type SpendLog, decodeSpendLog } from '../../src/onchain/decode.ts'
@@ -473,8 +473,8 @@ async function prepareLedger(fixture: ChainFixture, path: string): Promise<void>
   const g = await createGuard({ db: `sqlite:${path}`, expirySweepMs: 3_600_000 })
   try {
     await g.allocate('agent', { total: 10n ** 30n, asset: 'tUSD', decimals: 6 })
-    const tracker = createTracker({ guard: g, rpcUrl: fixture.anvil.rpcUrl, chainId: fixture.stack.chainId, hook: fixture.stack.hook })
-    await tracker.bind({ account: fixture.stack.account, taskId: 'agent', token: fixture.stack.token })
+    const { stack } = fixture
+    await bindAccount(g, { chainId: stack.chainId, hook: stack.hook }, { account: stack.account, taskId: 'agent', token: stack.token })
   } finally {
     await g.destroy()
   }
