@@ -108,6 +108,8 @@ describe.each(storeTargets)('engine on $name', (target) => {
         { batchMax: Number.NaN },
         { expirySweepMs: Number.POSITIVE_INFINITY },
         { expirySweepMs: 0 },
+        { lostCommitWaitMs: 0 },
+        { lostCommitWaitMs: 1.5 },
         { clock: 5 },
         { clock: { now: 'x' } },
         { alerts: { concurrency: 0 } },

@@ -2,7 +2,7 @@ import Database from 'better-sqlite3'
 import { Kysely, PostgresDialect } from 'kysely'
 import pg from 'pg'
 import { describe, expect, test } from 'vitest'
-import { InvalidArgumentError, createGuard } from '../src/index.ts'
+import { CommitUnknownError, InvalidArgumentError, createGuard } from '../src/index.ts'
 import { statements } from '../src/engine/store/statements.ts'
 import { startPgProxy } from './helpers/pg-proxy.ts'
 import { sqliteTarget, storeTargets } from './helpers/stores.ts'
@@ -184,6 +184,53 @@ describe.each(storeTargets.filter((t) => t.name === 'postgres'))('store tenants 
       // Each operation journaled once (batches may split a round differently).
       const kinds = (await guard.journal({ taskId: 't' })).map((j) => j.kind)
       expect(kinds.sort()).toEqual(['allocate', ...Array(11).fill('record'), ...Array(3).fill('reserve')])
+      expect(await guard.verify()).toEqual({ ok: true, problems: [] })
+    } finally {
+      await guard.destroy()
+      await proxy.stop()
+      await cleanup()
+    }
+  })
+
+  test('behavior: when the server cannot be asked in time whether a lost commit landed, its callers get CommitUnknownError; retried with their id and key, they answer from what landed', async () => {
+    const { url, cleanup } = await target.fresh()
+    const proxy = await startPgProxy(url)
+    const lostCommitWaitMs = 1_000
+    const guard = await createGuard({ db: proxy.url, lostCommitWaitMs })
+    try {
+      await guard.allocate('t', { total: 1_000n, asset: 'USDC', decimals: 6 })
+      // The server commits, its answer is lost with the connection, and it refuses every
+      // connection after: nobody can ask it whether the transaction committed.
+      proxy.loseNextCommit('cut', { refuse: Number.POSITIVE_INFINITY })
+      const began = Date.now()
+      const outcomes = await Promise.allSettled([
+        guard.record('t', { id: 'inv-1', amount: 100n }),
+        guard.reserve('t', 10n, { key: 'k-1' }),
+      ])
+      const waitedMs = Date.now() - began
+      expect(proxy.lost).toBe(1)
+      expect(proxy.refused).toBeGreaterThan(0)
+      for (const outcome of outcomes) {
+        expect(outcome.status).toBe('rejected')
+        const reason = (outcome as PromiseRejectedResult).reason
+        expect(reason).toBeInstanceOf(CommitUnknownError)
+        expect(reason).toMatchObject({ name: 'CommitUnknownError', code: 'COMMIT_UNKNOWN' })
+      }
+      // The deadline given applied, not the default 30 s.
+      expect(waitedMs).toBeGreaterThanOrEqual(lostCommitWaitMs)
+      expect(waitedMs).toBeLessThan(10_000)
+
+      proxy.acceptAgain()
+      // The commit had landed: the retries answer from it, and nothing counts twice.
+      expect(await guard.record('t', { id: 'inv-1', amount: 100n })).toMatchObject({ id: 'inv-1', amount: 100n })
+      const hold = await guard.reserve('t', 10n, { key: 'k-1' })
+      expect(await guard.holds('t')).toEqual([hold])
+      expect(await guard.get('t')).toMatchObject({ spent: 100n, reserved: 10n, entryCount: 1, openHolds: 1 })
+      // Each journaled once (the two calls reach the writer in either order).
+      expect((await guard.journal({ taskId: 't' })).map((j) => j.kind).sort()).toEqual(['allocate', 'record', 'reserve'])
+      // The writer goes on over a new connection.
+      expect(await guard.capture(hold.id, 10n)).toMatchObject({ amount: 10n })
+      expect(await guard.get('t')).toMatchObject({ spent: 110n, reserved: 0n, openHolds: 0 })
       expect(await guard.verify()).toEqual({ ok: true, problems: [] })
     } finally {
       await guard.destroy()

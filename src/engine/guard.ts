@@ -45,6 +45,12 @@ export type CreateGuardParameters = {
   batchMax?: number | undefined
   /** How often holds of every budget are checked for expiry (default 1000 ms). */
   expirySweepMs?: number | undefined
+  /**
+   * PostgreSQL: how long to keep asking the server whether a commit whose answer was lost with
+   * the connection landed (default 30,000 ms); past it, that transaction's callers get
+   * `CommitUnknownError`.
+   */
+  lostCommitWaitMs?: number | undefined
   /** Reports an alert handler that failed every attempt of one delivery (the event is delivered again after its lease). */
   onHandlerError?: ((error: unknown, event: { kind: string; id: string }) => void) | undefined
 }
@@ -142,6 +148,7 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
   // Tuning is checked before the store is opened: bad input creates nothing.
   const batchMax = v.optionalCount('batchMax', p.batchMax, 1_000_000)
   const expirySweepMs = v.optionalCount('expirySweepMs', p.expirySweepMs, 86_400_000)
+  const lostCommitWaitMs = v.optionalCount('lostCommitWaitMs', p.lostCommitWaitMs, 86_400_000)
   const alerts = v.options<NonNullable<CreateGuardParameters['alerts']>>('alerts', p.alerts)
   const alertTuning = {
     leaseMs: v.optionalCount('alerts.leaseMs', alerts.leaseMs, 86_400_000),
@@ -158,7 +165,7 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
   if (riskAssessor !== undefined && typeof riskAssessor !== 'function')
     throw new InvalidArgumentError({ argument: 'riskAssessor', value: riskAssessor, reason: 'a function' })
 
-  const store = await openStore(p.db ?? process.env.SPENDGUARD_DB ?? defaultDbUrl)
+  const store = await openStore(p.db ?? process.env.SPENDGUARD_DB ?? defaultDbUrl, { lostCommitWaitMs })
   const dispatcher: Dispatcher = createDispatcher({
     store,
     clock,

@@ -18,9 +18,12 @@ export type PgProxy = {
   /**
    * Loses the answer to the next COMMIT, which the server carries out: `cut` cuts the
    * connection, `fatal` answers with a FATAL error instead. Then refuses the next `refuse`
-   * connection attempts with "the database system is starting up".
+   * connection attempts (`Infinity`: until {@link PgProxy.acceptAgain}) with "the database
+   * system is starting up".
    */
   loseNextCommit(how?: 'cut' | 'fatal', options?: { refuse?: number }): void
+  /** Stops refusing connection attempts. */
+  acceptAgain(): void
   /**
    * Cuts the next connection that commits, before its COMMIT reaches the server, which then
    * rolls back; with `keepServerSide`, only the client's side is cut, so the server's backend
@@ -166,6 +169,9 @@ export async function startPgProxy(url: string): Promise<PgProxy> {
     loseNextCommit(how = 'cut', options = {}) {
       lose = how
       refuseAfter = options.refuse ?? 0
+    },
+    acceptAgain() {
+      refuseNext = 0
     },
     dropNextCommit(options = {}) {
       drop = options.keepServerSide ? 'client' : 'both'

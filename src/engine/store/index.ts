@@ -9,8 +9,9 @@ export const defaultDbUrl = 'sqlite:./spendguard.db'
 /**
  * Opens the store a URL names and brings its schema to the latest migration:
  * `sqlite:./path.db` (optionally `?synchronous=NORMAL`) or `postgres://user@host:port/db`.
+ * `lostCommitWaitMs` applies to PostgreSQL (a SQLite commit's answer cannot be lost).
  */
-export async function openStore(url: string): Promise<Store> {
+export async function openStore(url: string, options: { lostCommitWaitMs?: number | undefined } = {}): Promise<Store> {
   if (typeof url !== 'string' || url.length === 0)
     throw new InvalidArgumentError({ argument: 'db', value: url, reason: 'a store URL such as sqlite:./spendguard.db' })
   if (url.startsWith('sqlite:')) {
@@ -29,7 +30,7 @@ export async function openStore(url: string): Promise<Store> {
   }
   if (url.startsWith('postgres://') || url.startsWith('postgresql://')) {
     const { createPostgresStore } = await import('./postgres.ts')
-    return createPostgresStore({ connectionString: url })
+    return createPostgresStore({ connectionString: url, lostCommitWaitMs: options.lostCommitWaitMs })
   }
   throw new InvalidArgumentError({ argument: 'db', value: url, reason: 'sqlite:PATH or postgres://…' })
 }

@@ -30,6 +30,8 @@ export type PostgresStoreOptions = {
   connectionString: string
   /** Connections for reads, at most. */
   readPoolMax?: number
+  /** How long to keep asking whether a commit whose answer was lost landed (default 30 s). */
+  lostCommitWaitMs?: number | undefined
 }
 
 /**
@@ -78,6 +80,7 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
   }
   const tx: StoreTx = createStoreTx('postgres', exec)
   const readBudget = statements('postgres').readBudget
+  const lostCommitWaitMs = options.lostCommitWaitMs ?? lostCommitWaitMsDefault
   // One writer connection: its transactions and queries take turns.
   const inTurn = serial()
 
@@ -167,7 +170,7 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
    */
   async function commitStatus(xid: TransactionId | undefined): Promise<'committed' | 'aborted' | undefined> {
     if (xid === undefined) return undefined
-    const deadline = Date.now() + commitStatusWaitMs
+    const deadline = Date.now() + lostCommitWaitMs
     const left = () => Math.max(1, deadline - Date.now())
     for (let attempt = 0; Date.now() < deadline; attempt++) {
       try {
@@ -248,8 +251,8 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
   }
 }
 
-/** How long to keep asking whether a commit whose answer was lost landed. */
-const commitStatusWaitMs = 30_000
+/** How long to keep asking whether a commit whose answer was lost landed, unless told otherwise. */
+const lostCommitWaitMsDefault = 30_000
 /** How long a transaction may stay in progress after its answer was lost before its backend is ended. */
 const inProgressGraceMs = 500
 
