@@ -20,12 +20,20 @@ export type RowCache = {
   wrap(tx: StoreTx): { tx: StoreTx; commit(): void }
 }
 
+type View = {
+  inner: StoreTx
+  budgetsNow: Map<string, BudgetRow | null>
+  holdsNow: Map<string, HoldRow | null>
+  handle: { tx: StoreTx; commit(): void }
+}
+
 /** Rows kept, at most; past it the cache starts again empty. */
 const rowsMax = 100_000
 
 export function createRowCache(): RowCache {
   const budgets = new Map<string, BudgetRow>()
   const holds = new Map<string, HoldRow>()
+  let view: View | undefined
 
   return {
     clear() {
@@ -33,75 +41,85 @@ export function createRowCache(): RowCache {
       holds.clear()
     },
     wrap(inner) {
-      // This transaction's view: a row, or null where the cache no longer knows the row.
-      const budgetsNow = new Map<string, BudgetRow | null>()
-      const holdsNow = new Map<string, HoldRow | null>()
-      const knownBudget = (taskId: string) => (budgetsNow.has(taskId) ? budgetsNow.get(taskId) : budgets.get(taskId))
-      const knownHold = (id: string) => (holdsNow.has(id) ? holdsNow.get(id) : holds.get(id))
-
-      const tx: StoreTx = {
-        ...inner,
-        budget(taskId) {
-          const row = knownBudget(taskId)
-          if (row) return row
-          return andThen(inner.budget(taskId), (read) => {
-            if (read) budgetsNow.set(taskId, Object.freeze({ ...read }))
-            return read
-          })
-        },
-        insertBudget(row) {
-          return andThen(inner.insertBudget(row), () => {
-            budgetsNow.set(row.taskId, Object.freeze({ ...row }))
-          })
-        },
-        updateBudget(row) {
-          return andThen(inner.updateBudget(row), () => {
-            // Exactly the fields the statement writes; the rest stay as read.
-            const was = knownBudget(row.taskId)
-            if (!was) {
-              budgetsNow.set(row.taskId, null)
-              return
-            }
-            const now: Record<string, unknown> = { ...was }
-            for (const key of changed) now[key] = row[key]
-            budgetsNow.set(row.taskId, Object.freeze(now as BudgetRow))
-          })
-        },
-        hold(id) {
-          const row = knownHold(id)
-          if (row) return row
-          return andThen(inner.hold(id), (read) => {
-            if (read) holdsNow.set(id, Object.freeze({ ...read }))
-            return read
-          })
-        },
-        insertHold(row) {
-          return andThen(inner.insertHold(row), () => {
-            holdsNow.set(row.id, Object.freeze({ ...row }))
-          })
-        },
-        // A settled or reopened hold is read again from the database the next time.
-        settleHold(row) {
-          holdsNow.set(row.id, null)
-          return inner.settleHold(row)
-        },
-        reopenHold(id) {
-          holdsNow.set(id, null)
-          return inner.reopenHold(id)
-        },
-      }
-
-      return {
-        tx,
-        commit() {
-          if (budgets.size + holds.size + budgetsNow.size + holdsNow.size > rowsMax) {
-            budgets.clear()
-            holds.clear()
-          }
-          for (const [taskId, row] of budgetsNow) row ? budgets.set(taskId, row) : budgets.delete(taskId)
-          for (const [id, row] of holdsNow) row ? holds.set(id, row) : holds.delete(id)
-        },
-      }
+      // One transaction runs at a time: the view over the store's one StoreTx is built once
+      // and starts each transaction empty.
+      if (view?.inner !== inner) view = createView(inner)
+      view.budgetsNow.clear()
+      view.holdsNow.clear()
+      return view.handle
     },
+  }
+
+  function createView(inner: StoreTx): View {
+    // This transaction's view: a row, or null where the cache no longer knows the row.
+    const budgetsNow = new Map<string, BudgetRow | null>()
+    const holdsNow = new Map<string, HoldRow | null>()
+    const knownBudget = (taskId: string) => (budgetsNow.has(taskId) ? budgetsNow.get(taskId) : budgets.get(taskId))
+    const knownHold = (id: string) => (holdsNow.has(id) ? holdsNow.get(id) : holds.get(id))
+
+    const tx: StoreTx = {
+      ...inner,
+      budget(taskId) {
+        const row = knownBudget(taskId)
+        if (row) return row
+        return andThen(inner.budget(taskId), (read) => {
+          if (read) budgetsNow.set(taskId, Object.freeze({ ...read }))
+          return read
+        })
+      },
+      insertBudget(row) {
+        return andThen(inner.insertBudget(row), () => {
+          budgetsNow.set(row.taskId, Object.freeze({ ...row }))
+        })
+      },
+      updateBudget(row) {
+        return andThen(inner.updateBudget(row), () => {
+          // Exactly the fields the statement writes; the rest stay as read.
+          const was = knownBudget(row.taskId)
+          if (!was) {
+            budgetsNow.set(row.taskId, null)
+            return
+          }
+          const now: Record<string, unknown> = { ...was }
+          for (const key of changed) now[key] = row[key]
+          budgetsNow.set(row.taskId, Object.freeze(now as BudgetRow))
+        })
+      },
+      hold(id) {
+        const row = knownHold(id)
+        if (row) return row
+        return andThen(inner.hold(id), (read) => {
+          if (read) holdsNow.set(id, Object.freeze({ ...read }))
+          return read
+        })
+      },
+      insertHold(row) {
+        return andThen(inner.insertHold(row), () => {
+          holdsNow.set(row.id, Object.freeze({ ...row }))
+        })
+      },
+      // A settled or reopened hold is read again from the database the next time.
+      settleHold(row) {
+        holdsNow.set(row.id, null)
+        return inner.settleHold(row)
+      },
+      reopenHold(id) {
+        holdsNow.set(id, null)
+        return inner.reopenHold(id)
+      },
+    }
+
+    const handle = {
+      tx,
+      commit() {
+        if (budgets.size + holds.size + budgetsNow.size + holdsNow.size > rowsMax) {
+          budgets.clear()
+          holds.clear()
+        }
+        for (const [taskId, row] of budgetsNow) row ? budgets.set(taskId, row) : budgets.delete(taskId)
+        for (const [id, row] of holdsNow) row ? holds.set(id, row) : holds.delete(id)
+      },
+    }
+    return { inner, budgetsNow, holdsNow, handle }
   }
 }
