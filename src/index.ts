@@ -42,6 +42,7 @@ export { testUsdcAbi, testUsdcBytecode } from './onchain/abi.generated.ts'
 export {
   X402AssetNotAllowedError,
   X402VersionNotSupportedError,
+  authorizationUsed,
   createX402Guard,
   parseAtomicAmount,
   receiptTransferAmount,

@@ -290,18 +290,64 @@ describe('x402 adapter, end to end on anvil', () => {
     expect(events.at(-1)).toMatchObject({ type: 'released', reason: expect.stringContaining('payment refused') })
   })
 
-  test('behavior: a network error after signing releases the hold', async () => {
-    const { guard, pay, payer, signatures, events } = await setup({ total: 100_000n })
-    const payerBefore = await balanceOf(payer)
-    const seen = facilitatorSeen()
+  test('behavior: a paid request that fails once sent keeps its hold reserved; with a client, the chain shows the authorization unused', async () => {
+    // The server drops the connection before it settles: nothing moved, but no client can tell.
+    for (const assets of [undefined, [{ network, asset: token, publicClient }]]) {
+      const { guard, pay, payer, signatures, events } = await setup({ total: 100_000n, assets })
+      const payerBefore = await balanceOf(payer)
+      const seen = facilitatorSeen()
 
-    await expect(pay(`${resource.url}/drop`)).rejects.toThrow()
+      await expect(pay(`${resource.url}/drop`)).rejects.toThrow()
 
+      expect(signatures()).toBe(1)
+      expect(facilitatorSeen()).toEqual(seen)
+      expect(await balanceOf(payer)).toBe(payerBefore)
+      const budget = await guard.get(taskId)
+      expect([budget.spent, budget.reserved]).toEqual([0n, price])
+      expect((await guard.holds(taskId)).map((h) => h.status)).toEqual(['open'])
+      expect(events.at(-1)).toMatchObject({ type: 'unresolved', reason: expect.stringContaining('request failed') })
+    }
+  })
+
+  test('behavior: a server that settles and drops the answer cannot free the budget it was paid from', async () => {
+    // Without a client the hold stays reserved; with one, the used authorization is captured.
+    for (const assets of [undefined, [{ network, asset: token, publicClient }]]) {
+      const { guard, pay, payer, events } = await setup({ total: 100_000n, assets })
+      const payerBefore = await balanceOf(payer)
+      const seen = facilitatorSeen()
+
+      await expect(pay(`${resource.url}/take`)).rejects.toThrow()
+
+      expect(facilitatorSeen().settle).toBe(seen.settle + 1)
+      expect(payerBefore - (await balanceOf(payer))).toBe(price)
+      const budget = await guard.get(taskId)
+      if (assets === undefined) {
+        expect([budget.spent, budget.reserved]).toEqual([0n, price])
+        expect(events.at(-1)).toMatchObject({ type: 'unresolved' })
+      } else {
+        expect([budget.spent, budget.reserved]).toEqual([price, 0n])
+        expect(events.at(-1)).toMatchObject({ type: 'captured', amountSource: 'authorization', entry: { amount: price } })
+      }
+    }
+  })
+
+  test('behavior: a paid request whose connection never opened releases its hold', async () => {
+    // The paid retry goes to a port nothing listens on: the payment never left the machine.
+    const closed = await new Promise<number>((resolve) => {
+      const server = createServer().listen(0, '127.0.0.1', () => {
+        const { port } = server.address() as AddressInfo
+        server.close(() => resolve(port))
+      })
+    })
+    const refused: typeof fetch = async (input, init) => {
+      const request = new Request(input, init)
+      if (request.headers.has('PAYMENT-SIGNATURE')) return fetch(`http://127.0.0.1:${closed}/`, { headers: request.headers })
+      return fetch(request)
+    }
+    const { guard, pay, signatures, events } = await setup({ total: 100_000n, transport: refused })
+    await expect(pay(`${resource.url}/paid`)).rejects.toThrow()
     expect(signatures()).toBe(1)
-    expect(facilitatorSeen()).toEqual(seen)
-    expect(await balanceOf(payer)).toBe(payerBefore)
-    const budget = await guard.get(taskId)
-    expect([budget.spent, budget.reserved]).toEqual([0n, 0n])
+    expect(await guard.get(taskId)).toMatchObject({ spent: 0n, reserved: 0n })
     expect((await guard.holds(taskId)).map((h) => h.status)).toEqual(['released'])
     expect(events.at(-1)).toMatchObject({ type: 'released', reason: expect.stringContaining('request failed') })
   })

@@ -17,11 +17,13 @@ import { X402AssetNotAllowedError, X402VersionNotSupportedError } from './errors
 import {
   type SettledAmountSource,
   atMostReserved,
+  authorizationUsed,
   exactSignedValue,
   loose,
   parseAtomicAmount,
   settledAmount,
   settlementReceiptAmount,
+  signedAuthorization,
 } from './settled.ts'
 
 /** A `fetch`-shaped function, such as the one `wrapFetchWithPayment` of `@x402/fetch` returns. */
@@ -73,8 +75,9 @@ export type X402PaymentEvent =
   /**
    * Nothing says whether the payment moved money, so the hold stays open (until its TTL, if
    * any): a settlement the facilitator broadcast but could not confirm, that no client could
-   * confirm either, or a paid response without a readable settlement and without a status
-   * that tells.
+   * confirm either, a paid response without a readable settlement and without a status that
+   * tells, or a paid request that failed once sent, whose authorization the chain does not
+   * show used (or no client was given to ask).
    */
   | { type: 'unresolved'; hold: Hold; reason: string; settlement?: SettleResponse | undefined }
 
@@ -88,8 +91,9 @@ export type X402Guard = {
   /**
    * Wraps a paying fetch (`wrapFetchWithPayment(fetch, client)` of a registered client) so that a
    * refusal reaches the caller as the guard's own error (`BudgetExceededError`, …) rather than the
-   * transport's generic one, and so that a hold whose payment never got a response (a network
-   * error after signing) is released when the request ends.
+   * transport's generic one, and so that a payment whose request failed after signing is settled
+   * when the request ends: released when its connection never opened; captured when the chain
+   * shows its authorization used; otherwise kept reserved, since the server may have settled it.
    */
   wrapFetch(paidFetch: FetchLike): FetchLike
 }
@@ -104,7 +108,7 @@ type PaymentState = 'reserved' | 'signed' | 'answered' | 'closed'
 type Payment = {
   hold: Hold
   requirements: PaymentRequirements
-  /** The signed payload, once the response came back without a settlement. */
+  /** The signed payload, once signed. */
   payload?: PaymentPayload | undefined
   asset: X402Asset
   resource: string | undefined
@@ -236,6 +240,7 @@ export function createX402Guard(parameters: CreateX402GuardParameters): X402Guar
     const payment = takeReserved(context.selectedRequirements)
     if (!payment) return
     payment.state = 'signed'
+    payment.payload = context.paymentPayload
     signedByPayload.set(context.paymentPayload, payment)
   }
 
@@ -359,10 +364,11 @@ export function createX402Guard(parameters: CreateX402GuardParameters): X402Guar
   }
 
   /**
-   * Releases what a request reserved or signed but never got a response for, and settles what
-   * was answered without a settlement by the response (`undefined`: none came).
+   * Ends a request's payments: settles what was answered without a settlement by the response
+   * (`undefined`: none came, the request failed with `error`), sees to what was signed and sent
+   * but never answered, and releases what was reserved but never signed.
    */
-  async function finish(call: Call, reason: string, response: Response | undefined): Promise<void> {
+  async function finish(call: Call, reason: string, response: Response | undefined, error?: unknown): Promise<void> {
     for (const payment of call.payments) {
       if (payment.state === 'answered') await answered(payment, response)
       if (payment.state === 'reserved') {
@@ -370,8 +376,30 @@ export function createX402Guard(parameters: CreateX402GuardParameters): X402Guar
         const at = reserved?.indexOf(payment) ?? -1
         if (reserved && at >= 0) reserved.splice(at, 1)
       }
+      if (payment.state === 'signed' && response === undefined) await unanswered(payment, reason, error)
       if (payment.state === 'reserved' || payment.state === 'signed') await release(payment, reason)
     }
+  }
+
+  /**
+   * A signed payment whose request failed without an answer. A request whose connection never
+   * opened never left, so nothing can settle it: released. Any other failure may have come
+   * after the server settled (a server that drops every answer would otherwise have its payments
+   * forgotten): the hold stays reserved (until its TTL, if any) unless the chain tells. An
+   * EIP-3009 authorization already used moved its signed value: captured.
+   */
+  async function unanswered(payment: Payment, reason: string, error: unknown): Promise<void> {
+    if (neverSent(error)) return release(payment, reason)
+    payment.state = 'closed'
+    const { payload, requirements } = payment
+    const used = payload && (await authorizationUsed({ payload, requirements, publicClient: payment.asset.publicClient }))
+    const signed = payload && signedAuthorization(payload.payload).value
+    if (used && signed !== undefined) {
+      const settled = atMostReserved(signed, 'authorization', payment.hold.amount)
+      await spend(payment, settled.amount, settled.source, undefined, `x402 ${requirements.scheme} authorization used on chain; ${reason}`)
+      return
+    }
+    emit({ type: 'unresolved', hold: payment.hold, reason: `${reason}; the server may have settled the payment` })
   }
 
   return {
@@ -402,7 +430,7 @@ export function createX402Guard(parameters: CreateX402GuardParameters): X402Guar
         try {
           response = await calls.run(call, () => paidFetch(input, init))
         } catch (error) {
-          await finish(call, `request failed: ${messageOf(error)}`, undefined)
+          await finish(call, `request failed: ${messageOf(error)}`, undefined, error)
           throw call.refusal ?? error
         }
         await finish(call, 'no payment response', response)
@@ -482,6 +510,23 @@ function failureReason(context: PaymentResponseContext): string {
   if (context.paymentRequired) return `payment refused: ${context.paymentRequired.error ?? 'the server asked for payment again'}`
   if (context.error) return `payment response error: ${messageOf(context.error)}`
   return 'no settlement in the response'
+}
+
+/** Codes of a connection that never opened: a request failing with one never left. */
+const connectFailures = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ENETUNREACH', 'EHOSTUNREACH', 'UND_ERR_CONNECT_TIMEOUT'])
+
+/** Whether `error` (or what caused it) says the request's connection never opened. */
+function neverSent(error: unknown): boolean {
+  let e = error
+  for (let depth = 0; depth < 8 && typeof e === 'object' && e !== null; depth++) {
+    const code = (e as { code?: unknown }).code
+    if (typeof code === 'string' && connectFailures.has(code)) return true
+    // Every address tried, each refused.
+    const errors = (e as { errors?: unknown }).errors
+    if (Array.isArray(errors) && errors.length > 0 && errors.every(neverSent)) return true
+    e = (e as { cause?: unknown }).cause
+  }
+  return false
 }
 
 function messageOf(error: unknown): string {

@@ -127,6 +127,53 @@ export async function receiptTransferAmount(client: PublicClient, parameters: Re
   return moved
 }
 
+const authorizationStateAbi = [
+  {
+    type: 'function',
+    name: 'authorizationState',
+    stateMutability: 'view',
+    inputs: [
+      { name: 'authorizer', type: 'address' },
+      { name: 'nonce', type: 'bytes32' },
+    ],
+    outputs: [{ type: 'bool' }],
+  },
+] as const
+
+/**
+ * Whether the EIP-3009 authorization an EVM `exact` payload carries has been used on chain
+ * (the token's `authorizationState(from, nonce)`): a used authorization moved exactly its
+ * signed value to its payee. `undefined` when that cannot be read: no client, a payload of
+ * another shape (Permit2), or a failed call (a token without EIP-3009, or the RPC failed).
+ *
+ * @example
+ * import { authorizationUsed } from 'spendguard'
+ *
+ * const used = await authorizationUsed({ payload, requirements, publicClient }) // true, false or undefined
+ */
+export async function authorizationUsed(parameters: {
+  payload: PaymentPayload
+  requirements: PaymentRequirements
+  publicClient?: PublicClient | undefined
+}): Promise<boolean | undefined> {
+  const { payload, requirements, publicClient } = parameters
+  const authorization = record(payload.payload.authorization)
+  const from = authorization?.from
+  const nonce = authorization?.nonce
+  if (!publicClient || typeof from !== 'string' || !isAddress(from, loose) || typeof nonce !== 'string' || !isHash(nonce) || !isAddress(requirements.asset, loose))
+    return undefined
+  try {
+    return await publicClient.readContract({
+      address: requirements.asset,
+      abi: authorizationStateAbi,
+      functionName: 'authorizationState',
+      args: [from, nonce],
+    })
+  } catch {
+    return undefined
+  }
+}
+
 export type SettledAmountParameters = {
   settlement: SettleResponse
   payload: PaymentPayload
