@@ -42,7 +42,7 @@ export { testUsdcAbi, testUsdcBytecode } from './onchain/abi.generated.ts'
 export {
   X402AssetNotAllowedError,
   X402VersionNotSupportedError,
-  authorizationUsed,
+  authorizationOutcome,
   createX402Guard,
   parseAtomicAmount,
   receiptTransferAmount,
@@ -51,6 +51,7 @@ export {
   wrapFetchWithSpendguard,
 } from './x402/index.ts'
 export type {
+  AuthorizationOutcome,
   CreateX402GuardParameters,
   FetchLike,
   ReceiptTransferParameters,

@@ -2,7 +2,7 @@ import type { ClientEvmSigner } from '@x402/evm'
 import { ExactEvmScheme } from '@x402/evm/exact/client'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { decodePaymentResponseHeader, encodePaymentResponseHeader } from '@x402/core/http'
+import { decodePaymentResponseHeader, decodePaymentSignatureHeader, encodePaymentResponseHeader } from '@x402/core/http'
 import { wrapFetchWithPayment, x402Client } from '@x402/fetch'
 import {
   type Address,
@@ -131,12 +131,14 @@ async function setup({
   key = payerKey,
   assets,
   guardParameters,
+  authorizationPollMs,
   transport = fetch,
 }: {
   total: bigint
   key?: Hex
   assets?: X402Asset[]
   guardParameters?: Omit<CreateGuardParameters, 'db'>
+  authorizationPollMs?: number
   /** The fetch the paying client sends through (a proxy that rewrites responses, say). */
   transport?: typeof fetch
 }): Promise<Setup> {
@@ -149,6 +151,7 @@ async function setup({
     taskId,
     assets: assets ?? [{ network, asset: token }],
     tool: 'answers',
+    authorizationPollMs,
     onPayment: (event) => events.push(event),
   })
   spend.register(client)
@@ -329,6 +332,56 @@ describe('x402 adapter, end to end on anvil', () => {
         expect(events.at(-1)).toMatchObject({ type: 'captured', amountSource: 'authorization', entry: { amount: price } })
       }
     }
+  })
+
+  test('behavior: an unresolved payment is settled from the chain later: captured once its authorization is used, released once it expired unused', async () => {
+    // The paid requests are dropped before the server settles; the test keeps what they carried.
+    const sent: string[] = []
+    const keeping: typeof fetch = async (input, init) => {
+      const request = new Request(input, init)
+      const header = request.headers.get('PAYMENT-SIGNATURE')
+      if (header) sent.push(header)
+      return fetch(request)
+    }
+    const assets = [{ network, asset: token, publicClient }]
+    const { guard, pay, payer, events } = await setup({ total: 100_000n, assets, authorizationPollMs: 20, transport: keeping })
+    const until = async (what: () => boolean) => {
+      for (const began = Date.now(); !what(); await new Promise((resolve) => setTimeout(resolve, 20)))
+        if (Date.now() - began > 15_000) throw new Error(`timed out; events: ${events.map((e) => e.type).join(', ')}`)
+    }
+    const before = await balanceOf(payer)
+
+    // Used later: whoever holds the signed payment settles it after the client gave up.
+    await expect(pay(`${resource.url}/drop`)).rejects.toThrow()
+    expect(events.at(-1)).toMatchObject({ type: 'unresolved' })
+    const late = decodePaymentSignatureHeader(sent[0] as string)
+    const settled = await fetch(`${facilitator.url}/settle`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ x402Version: 2, paymentPayload: late, paymentRequirements: late.accepted }),
+    })
+    expect(await settled.json()).toMatchObject({ success: true })
+    await until(() => events.at(-1)?.type === 'captured')
+    expect(events.at(-1)).toMatchObject({ type: 'captured', amountSource: 'authorization', entry: { amount: price } })
+    expect(before - (await balanceOf(payer))).toBe(price)
+    expect(await guard.get(taskId)).toMatchObject({ spent: price, reserved: 0n })
+
+    // Expired unused: valid for 2 s, never settled. Once a finalized block is past its validBefore,
+    // nothing can use it any more.
+    await expect(pay(`${resource.url}/lapse`)).rejects.toThrow()
+    expect(events.at(-1)).toMatchObject({ type: 'unresolved' })
+    expect(await guard.get(taskId)).toMatchObject({ spent: price, reserved: price })
+    const validBefore = Number((decodePaymentSignatureHeader(sent[1] as string).payload.authorization as { validBefore: string }).validBefore)
+    await new Promise((resolve) => setTimeout(resolve, Math.max(0, validBefore * 1000 - Date.now() + 1_100)))
+    expect(events.at(-1)).toMatchObject({ type: 'unresolved' })
+    // A block past validBefore, then enough blocks on it (same timestamp) for anvil to call it finalized.
+    await publicClient.request({ method: 'evm_mine' } as never)
+    await publicClient.request({ method: 'anvil_mine', params: ['0x40', '0x0'] } as never)
+    await until(() => events.at(-1)?.type === 'released')
+    expect(events.at(-1)).toMatchObject({ type: 'released', reason: expect.stringContaining('authorization expired unused') })
+    expect(await guard.get(taskId)).toMatchObject({ spent: price, reserved: 0n })
+    expect(before - (await balanceOf(payer))).toBe(price)
+    expect(await guard.verify()).toEqual({ ok: true, problems: [] })
   })
 
   test('behavior: a paid request whose connection never opened releases its hold', async () => {
@@ -531,6 +584,14 @@ describe('x402 adapter, end to end on anvil', () => {
     await expect(pay(`${resource.url}/paid`)).rejects.toThrow(/Failed to create payment payload: Budget/)
     expect(signatures()).toBe(1)
     expect(await guard.holds(taskId)).toHaveLength(1)
+  })
+
+  test('behavior: bad adapter timings are refused with InvalidArgumentError', async () => {
+    const guard = await guards.guard()
+    const assets = [{ network, asset: token }]
+    for (const bad of [{ receiptTimeoutMs: 0 }, { authorizationPollMs: -1 }, { authorizationPollMs: 1.5 }, { authorizationPollMs: 2 ** 31 }])
+      expect(() => createX402Guard({ guard, taskId, assets, ...bad }), JSON.stringify(bad)).toThrow(InvalidArgumentError)
+    expect(() => createX402Guard({ guard, taskId, assets, authorizationPollMs: 1_000 })).not.toThrow()
   })
 
   test('behavior: the one-line setup pays, and a client is guarded once', async () => {

@@ -9,7 +9,7 @@ import type {
 import type { PaymentPayload, PaymentRequirements, SettleResponse } from '@x402/core/types'
 import { wrapFetchWithPayment } from '@x402/fetch'
 import { type PublicClient, isAddress, isAddressEqual } from 'viem'
-import { HoldNotOpenError, InvalidAmountError, InvalidArgumentError } from '../engine/errors.ts'
+import { GuardDestroyedError, HoldNotOpenError, InvalidAmountError, InvalidArgumentError } from '../engine/errors.ts'
 import type { Guard } from '../engine/guard.ts'
 import type { Hold, SpendEntry } from '../engine/types.ts'
 import { assertId, optionalText, optionalTtlMs } from '../engine/validate.ts'
@@ -17,13 +17,14 @@ import { X402AssetNotAllowedError, X402VersionNotSupportedError } from './errors
 import {
   type SettledAmountSource,
   atMostReserved,
-  authorizationUsed,
+  authorizationOutcome,
   exactSignedValue,
   loose,
   parseAtomicAmount,
   settledAmount,
   settlementReceiptAmount,
   signedAuthorization,
+  transferAuthorization,
 } from './settled.ts'
 
 /** A `fetch`-shaped function, such as the one `wrapFetchWithPayment` of `@x402/fetch` returns. */
@@ -62,6 +63,14 @@ export type CreateX402GuardParameters = {
   tool?: string | undefined
   /** How long to wait for a settlement transaction's receipt (default 30 s). */
   receiptTimeoutMs?: number | undefined
+  /**
+   * How often a payment left unresolved is looked up again on chain, when its asset has a
+   * `publicClient` and it carries an EIP-3009 authorization (default 15,000 ms): until the chain
+   * shows the authorization used (its signed value is captured) or expired unused in a
+   * finalized block (the hold is released). The lookups do not keep the process alive; a hold
+   * whose process ends first stays reserved.
+   */
+  authorizationPollMs?: number | undefined
   /** Told about every hold the adapter reserves, captures or releases, for logs and metrics (what it throws is ignored). */
   onPayment?: ((event: X402PaymentEvent) => void) | undefined
 }
@@ -74,7 +83,7 @@ export type X402PaymentEvent =
   | { type: 'released'; hold: Hold; reason: string; settlement?: SettleResponse | undefined }
   /**
    * Nothing says whether the payment moved money, so the hold stays open (until its TTL, if
-   * any): a settlement the facilitator broadcast but could not confirm, that no client could
+   * any, or until the chain tells: see `authorizationPollMs`): a settlement the facilitator broadcast but could not confirm, that no client could
    * confirm either, a paid response without a readable settlement and without a status that
    * tells, or a paid request that failed once sent, whose authorization the chain does not
    * show used (or no client was given to ask).
@@ -158,6 +167,7 @@ export function createX402Guard(parameters: CreateX402GuardParameters): X402Guar
   const { guard, taskId, assets, tool, onPayment } = validate(parameters)
   const holdTtlMs = parameters.holdTtlMs
   const receiptTimeoutMs = parameters.receiptTimeoutMs
+  const authorizationPollMs = parameters.authorizationPollMs ?? 15_000
   const calls = new AsyncLocalStorage<Call>()
   /** Reserved payments not signed yet, by the requirement they pay (the object the client selected). */
   const reservedByRequirements = new WeakMap<PaymentRequirements, Payment[]>()
@@ -265,7 +275,7 @@ export function createX402Guard(parameters: CreateX402GuardParameters): X402Guar
       // server may well have been paid. wrapFetch decides when it sees the status.
       payment.state = 'answered'
       payment.payload = context.paymentPayload
-    } else emit({ type: 'unresolved', hold: payment.hold, reason: failureReason(context) })
+    } else unresolved(payment, failureReason(context))
   }
 
   /**
@@ -279,7 +289,7 @@ export function createX402Guard(parameters: CreateX402GuardParameters): X402Guar
   async function answered(payment: Payment, response: Response | undefined): Promise<void> {
     payment.state = 'closed'
     if (!response) {
-      emit({ type: 'unresolved', hold: payment.hold, reason: 'no settlement in the response, and the request failed' })
+      unresolved(payment, 'no settlement in the response, and the request failed')
       return
     }
     const status = `${response.status}${response.redirected ? ' after a redirect' : ''}`
@@ -347,7 +357,7 @@ export function createX402Guard(parameters: CreateX402GuardParameters): X402Guar
     }
     // Money may have moved, or may still move: an `exact` authorization whose transaction moved
     // less stays good until it expires. The hold stays reserved (until its TTL, if any).
-    emit({ type: 'unresolved', hold: payment.hold, reason: 'settlement pending and not confirmed', settlement })
+    unresolved(payment, 'settlement pending and not confirmed', settlement)
   }
 
   async function release(payment: Payment, reason: string, settlement?: SettleResponse): Promise<void> {
@@ -385,21 +395,55 @@ export function createX402Guard(parameters: CreateX402GuardParameters): X402Guar
    * A signed payment whose request failed without an answer. A request whose connection never
    * opened never left, so nothing can settle it: released. Any other failure may have come
    * after the server settled (a server that drops every answer would otherwise have its payments
-   * forgotten): the hold stays reserved (until its TTL, if any) unless the chain tells. An
-   * EIP-3009 authorization already used moved its signed value: captured.
+   * forgotten): the hold stays reserved (until its TTL, if any) unless the chain tells (see
+   * {@link unresolved}).
    */
   async function unanswered(payment: Payment, reason: string, error: unknown): Promise<void> {
     if (neverSent(error)) return release(payment, reason)
     payment.state = 'closed'
+    const outcome = await authorizationOf(payment)
+    if (outcome === 'used') return captureAuthorized(payment, reason)
+    if (outcome === 'expired') return release(payment, `authorization expired unused; ${reason}`)
+    unresolved(payment, `${reason}; the server may have settled the payment`)
+  }
+
+  function authorizationOf(payment: Payment) {
     const { payload, requirements } = payment
-    const used = payload && (await authorizationUsed({ payload, requirements, publicClient: payment.asset.publicClient }))
-    const signed = payload && signedAuthorization(payload.payload).value
-    if (used && signed !== undefined) {
-      const settled = atMostReserved(signed, 'authorization', payment.hold.amount)
-      await spend(payment, settled.amount, settled.source, undefined, `x402 ${requirements.scheme} authorization used on chain; ${reason}`)
-      return
+    return payload ? authorizationOutcome({ payload, requirements, publicClient: payment.asset.publicClient }) : undefined
+  }
+
+  /** An EIP-3009 authorization the chain shows used moved its signed value (never more than the hold). */
+  async function captureAuthorized(payment: Payment, reason: string): Promise<void> {
+    const signed = payment.payload && signedAuthorization(payment.payload.payload).value
+    const settled = atMostReserved(signed ?? payment.hold.amount, 'authorization', payment.hold.amount)
+    await spend(payment, settled.amount, settled.source, undefined, `x402 ${payment.requirements.scheme} authorization used on chain; ${reason}`)
+  }
+
+  /**
+   * Nothing says whether the payment moved money: the hold stays reserved, and where the chain
+   * can tell (an EIP-3009 authorization, a `publicClient` for its asset), it is asked again every
+   * `authorizationPollMs` until the authorization is used (captured) or expired unused (released).
+   */
+  function unresolved(payment: Payment, reason: string, settlement?: SettleResponse): void {
+    emit({ type: 'unresolved', hold: payment.hold, reason, settlement })
+    const payload = payment.payload
+    if (!payload || !payment.asset.publicClient || !transferAuthorization(payload)) return
+    const poll = () => {
+      const timer = setTimeout(async () => {
+        try {
+          const outcome = await authorizationOf(payment)
+          if (outcome === 'used') await captureAuthorized(payment, reason)
+          else if (outcome === 'expired') await release(payment, `authorization expired unused; ${reason}`)
+          else poll()
+        } catch (error) {
+          // Settled some other way meanwhile (released by hand, expired by its TTL), or the guard is gone.
+          if (error instanceof HoldNotOpenError || error instanceof GuardDestroyedError) return
+          poll()
+        }
+      }, authorizationPollMs)
+      timer.unref()
     }
-    emit({ type: 'unresolved', hold: payment.hold, reason: `${reason}; the server may have settled the payment` })
+    poll()
   }
 
   return {
@@ -484,9 +528,11 @@ function validate(parameters: CreateX402GuardParameters): CreateX402GuardParamet
   optionalText('tool', parameters.tool)
   if (parameters.onPayment !== undefined && typeof parameters.onPayment !== 'function')
     throw new InvalidArgumentError({ argument: 'onPayment', value: parameters.onPayment, reason: 'a function' })
-  const timeout = parameters.receiptTimeoutMs
-  if (timeout !== undefined && (!Number.isSafeInteger(timeout) || timeout <= 0))
-    throw new InvalidArgumentError({ argument: 'receiptTimeoutMs', value: timeout, reason: 'a positive integer' })
+  for (const argument of ['receiptTimeoutMs', 'authorizationPollMs'] as const) {
+    const ms = parameters[argument]
+    if (ms !== undefined && (!Number.isSafeInteger(ms) || ms <= 0 || ms > 2 ** 31 - 1))
+      throw new InvalidArgumentError({ argument, value: ms, reason: 'a positive integer of milliseconds, at most 2^31-1' })
+  }
   return parameters
 }
 

@@ -141,34 +141,57 @@ const authorizationStateAbi = [
 ] as const
 
 /**
- * Whether the EIP-3009 authorization an EVM `exact` payload carries has been used on chain
- * (the token's `authorizationState(from, nonce)`): a used authorization moved exactly its
- * signed value to its payee. `undefined` when that cannot be read: no client, a payload of
- * another shape (Permit2), or a failed call (a token without EIP-3009, or the RPC failed).
- *
- * @example
- * import { authorizationUsed } from 'spendguard'
- *
- * const used = await authorizationUsed({ payload, requirements, publicClient }) // true, false or undefined
+ * The EIP-3009 authorization an EVM payload carries (`authorization.{from, nonce, validBefore}`),
+ * or undefined for a payload of another shape (Permit2) or a malformed one.
  */
-export async function authorizationUsed(parameters: {
-  payload: PaymentPayload
-  requirements: PaymentRequirements
-  publicClient?: PublicClient | undefined
-}): Promise<boolean | undefined> {
-  const { payload, requirements, publicClient } = parameters
+export function transferAuthorization(payload: PaymentPayload): { from: Address; nonce: Hex; validBefore: bigint | undefined } | undefined {
   const authorization = record(payload.payload.authorization)
   const from = authorization?.from
   const nonce = authorization?.nonce
-  if (!publicClient || typeof from !== 'string' || !isAddress(from, loose) || typeof nonce !== 'string' || !isHash(nonce) || !isAddress(requirements.asset, loose))
-    return undefined
+  if (typeof from !== 'string' || !isAddress(from, loose) || typeof nonce !== 'string' || !isHash(nonce)) return undefined
+  return { from, nonce, validBefore: parseAtomicAmount(authorization?.validBefore) }
+}
+
+/** What the chain says of an EIP-3009 authorization; see {@link authorizationOutcome}. */
+export type AuthorizationOutcome = 'used' | 'expired' | 'open'
+
+/**
+ * What the chain says of the EIP-3009 authorization an EVM payload carries:
+ * - `used`: the token's `authorizationState(from, nonce)` is set in the newest block, so the
+ *   authorization moved its signed value to its payee;
+ * - `expired`: unused in the newest finalized block, whose timestamp has reached its
+ *   `validBefore`: no block after it can use it (EIP-3009 needs `block.timestamp < validBefore`);
+ * - `open`: unused, and it may still be.
+ * `undefined` when that cannot be read: no client, a payload of another shape (Permit2), or a
+ * failed call (a token without EIP-3009, a chain without finalized blocks, or the RPC failed).
+ *
+ * @example
+ * import { authorizationOutcome } from 'spendguard'
+ *
+ * const outcome = await authorizationOutcome({ payload, requirements, publicClient }) // 'used' | 'expired' | 'open' | undefined
+ */
+export async function authorizationOutcome(parameters: {
+  payload: PaymentPayload
+  requirements: PaymentRequirements
+  publicClient?: PublicClient | undefined
+}): Promise<AuthorizationOutcome | undefined> {
+  const { payload, requirements, publicClient } = parameters
+  const authorization = transferAuthorization(payload)
+  const asset = requirements.asset
+  if (!publicClient || !authorization || !isAddress(asset, loose)) return undefined
+  const { from, nonce, validBefore } = authorization
   try {
-    return await publicClient.readContract({
-      address: requirements.asset,
+    // The finalized block first: the newest block read after it descends from it, so a use in
+    // any block up to it shows there.
+    const finalized = validBefore === undefined ? undefined : await publicClient.getBlock({ blockTag: 'finalized' })
+    const used = await publicClient.readContract({
+      address: asset,
       abi: authorizationStateAbi,
       functionName: 'authorizationState',
       args: [from, nonce],
     })
+    if (used) return 'used'
+    return finalized !== undefined && validBefore !== undefined && finalized.timestamp >= validBefore ? 'expired' : 'open'
   } catch {
     return undefined
   }
