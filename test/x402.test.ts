@@ -384,6 +384,36 @@ describe('x402 adapter, end to end on anvil', () => {
     expect(await guard.verify()).toEqual({ ok: true, problems: [] })
   })
 
+  test('behavior: an unresolved payment stops being looked up on chain once its hold is settled some other way', async () => {
+    // A client that counts its contract reads.
+    let reads = 0
+    const counting = createPublicClient({
+      chain: publicClient.chain,
+      transport: http(anvil.rpcUrl, {
+        onFetchRequest: async (request) => {
+          if ((await request.clone().text()).includes('"eth_call"')) reads++
+        },
+      }),
+    }) as PublicClient
+    const { guard, pay, events } = await setup({ total: 100_000n, assets: [{ network, asset: token, publicClient: counting }], authorizationPollMs: 10 })
+    await expect(pay(`${resource.url}/drop`)).rejects.toThrow()
+    expect(events.at(-1)).toMatchObject({ type: 'unresolved' })
+    const wait = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+    const before = reads
+    for (let i = 0; i < 100 && reads === before; i++) await wait(10)
+    expect(reads).toBeGreaterThan(before)
+
+    // Released by hand: the authorization may still be used, but it is the operator's call now.
+    const [hold] = await guard.holds(taskId)
+    await guard.release((hold as { id: string }).id)
+    await wait(50)
+    const after = reads
+    await wait(200)
+    expect(reads).toBe(after)
+    expect(events.at(-1)).toMatchObject({ type: 'unresolved' })
+    expect(await guard.get(taskId)).toMatchObject({ spent: 0n, reserved: 0n })
+  })
+
   test('behavior: a paid request whose connection never opened releases its hold', async () => {
     // The paid retry goes to a port nothing listens on: the payment never left the machine.
     const closed = await new Promise<number>((resolve) => {

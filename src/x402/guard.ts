@@ -431,12 +431,14 @@ export function createX402Guard(parameters: CreateX402GuardParameters): X402Guar
     const poll = () => {
       const timer = setTimeout(async () => {
         try {
+          // Settled some other way meanwhile (released by hand, expired by its TTL): nothing to look up.
+          if ((await guard.hold(payment.hold.id)).status !== 'open') return
           const outcome = await authorizationOf(payment)
           if (outcome === 'used') await captureAuthorized(payment, reason)
           else if (outcome === 'expired') await release(payment, `authorization expired unused; ${reason}`)
           else poll()
         } catch (error) {
-          // Settled some other way meanwhile (released by hand, expired by its TTL), or the guard is gone.
+          // Settled some other way between the look-up and the write, or the guard is gone.
           if (error instanceof HoldNotOpenError || error instanceof GuardDestroyedError) return
           poll()
         }
