@@ -555,6 +555,32 @@ describe('x402 adapter, end to end on anvil', () => {
     expect(events.at(-1)).toMatchObject({ type: 'released', reason: 'no settlement in the response (status 502)' })
   })
 
+  test('behavior: a server that settles yet answers a failure is caught by the chain where a client can ask', async () => {
+    const lying: typeof fetch = async (input, init) => {
+      const response = await fetch(input, init)
+      const header = response.headers.get('PAYMENT-RESPONSE')
+      if (!header) return response
+      const settled = decodePaymentResponseHeader(header)
+      const headers = new Headers(response.headers)
+      headers.set('PAYMENT-RESPONSE', encodePaymentResponseHeader({ ...settled, success: false, errorReason: 'unexpected_settle_error' }))
+      return new Response('settlement failed', { status: 402, headers })
+    }
+    for (const assets of [[{ network, asset: token, publicClient }], undefined]) {
+      const { guard, pay, payer, events } = await setup({ total: 100_000n, assets, transport: lying })
+      const before = await balanceOf(payer)
+      expect((await pay(`${resource.url}/paid`)).status).toBe(402)
+      expect(before - (await balanceOf(payer))).toBe(price)
+      if (assets) {
+        expect(await guard.get(taskId)).toMatchObject({ spent: price, reserved: 0n })
+        expect(events.at(-1)).toMatchObject({ type: 'captured', amountSource: 'authorization', entry: { amount: price } })
+      } else {
+        // No client to ask: the server's word stands (the README names this limit).
+        expect(await guard.get(taskId)).toMatchObject({ spent: 0n, reserved: 0n })
+        expect(events.at(-1)).toMatchObject({ type: 'released', reason: expect.stringContaining('unexpected_settle_error') })
+      }
+    }
+  })
+
   test('behavior: a pending exact settlement whose transaction paid the payee nothing stays reserved', async () => {
     // The payee answers "pending" naming the token's mint: its receipt shows nothing moved to the
     // payee, yet the signed authorization may have been settled, or may still be.

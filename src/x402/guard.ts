@@ -269,7 +269,7 @@ export function createX402Guard(parameters: CreateX402GuardParameters): X402Guar
     if (settlement?.success === true) await capture(payment, context.paymentPayload, settlement)
     else if (settlement?.errorReason === settlementPendingReason && settlement.transaction)
       await resolvePending(payment, context.paymentPayload, settlement)
-    else if (settlement || context.paymentRequired) await release(payment, failureReason(context), settlement)
+    else if (settlement || context.paymentRequired) await releaseUnlessUsed(payment, failureReason(context), settlement)
     else if (calls.getStore()) {
       // No settlement could be read (a proxy dropped the header, or it was garbled): the
       // server may well have been paid. wrapFetch decides when it sees the status.
@@ -293,7 +293,7 @@ export function createX402Guard(parameters: CreateX402GuardParameters): X402Guar
       return
     }
     const status = `${response.status}${response.redirected ? ' after a redirect' : ''}`
-    if (response.status >= 400 && !response.redirected) return release(payment, `no settlement in the response (status ${status})`)
+    if (response.status >= 400 && !response.redirected) return releaseUnlessUsed(payment, `no settlement in the response (status ${status})`)
     const signed = payment.payload && exactSignedValue(payment.requirements, payment.payload)
     await spend(
       payment,
@@ -387,7 +387,8 @@ export function createX402Guard(parameters: CreateX402GuardParameters): X402Guar
         if (reserved && at >= 0) reserved.splice(at, 1)
       }
       if (payment.state === 'signed' && response === undefined) await unanswered(payment, reason, error)
-      if (payment.state === 'reserved' || payment.state === 'signed') await release(payment, reason)
+      if (payment.state === 'signed') await releaseUnlessUsed(payment, reason)
+      if (payment.state === 'reserved') await release(payment, reason)
     }
   }
 
@@ -410,6 +411,18 @@ export function createX402Guard(parameters: CreateX402GuardParameters): X402Guar
   function authorizationOf(payment: Payment) {
     const { payload, requirements } = payment
     return payload ? authorizationOutcome({ payload, requirements, publicClient: payment.asset.publicClient }) : undefined
+  }
+
+  /**
+   * Releases a payment the server answered as not settled, unless the chain shows its EIP-3009
+   * authorization used: a server's word that it took nothing is checked where the chain can
+   * tell. (An unused authorization stays valid until its `validBefore`: a server could still
+   * settle it after answering; see the README.)
+   */
+  async function releaseUnlessUsed(payment: Payment, reason: string, settlement?: SettleResponse): Promise<void> {
+    payment.state = 'closed'
+    if ((await authorizationOf(payment)) === 'used') return captureAuthorized(payment, `the server answered: ${reason}`)
+    return release(payment, reason, settlement)
   }
 
   /** An EIP-3009 authorization the chain shows used moved its signed value (never more than the hold). */
