@@ -163,7 +163,7 @@ export type AuthorizationOutcome = 'used' | 'expired' | 'open'
  *   `validBefore`: no block after it can use it (EIP-3009 needs `block.timestamp < validBefore`);
  * - `open`: unused, and it may still be.
  * `undefined` when that cannot be read: no client, a payload of another shape (Permit2), or a
- * failed call (a token without EIP-3009, a chain without finalized blocks, or the RPC failed).
+ * failed call (a token without EIP-3009, or the RPC failed).
  *
  * @example
  * import { authorizationOutcome } from 'spendguard'
@@ -182,8 +182,8 @@ export async function authorizationOutcome(parameters: {
   const { from, nonce, validBefore } = authorization
   try {
     // The finalized block first: the newest block read after it descends from it, so a use in
-    // any block up to it shows there.
-    const finalized = validBefore === undefined ? undefined : await publicClient.getBlock({ blockTag: 'finalized' })
+    // any block up to it shows there. A chain without finalized blocks never says `expired`.
+    const finalized = validBefore === undefined ? undefined : await publicClient.getBlock({ blockTag: 'finalized' }).catch(() => undefined)
     const used = await publicClient.readContract({
       address: asset,
       abi: authorizationStateAbi,
