@@ -205,6 +205,35 @@ describe.each(storeTargets)('engine on $name', (target) => {
     })
   })
 
+  describe('text', () => {
+    test('behavior: ids and texts made of SQL quotes, backslashes and placeholders are kept exactly as given', async () => {
+      const guard = await guards.guard()
+      // PostgreSQL's writer sends a transaction's last writes with their values written into
+      // the statement text: none of these may end a literal, escape one, or read as a parameter.
+      const taskId = `it's a \\'task'\\; drop table budgets; -- $1 $$ E'\\x00'`
+      const text = `$2 ' \\ " ; commit; --`
+      await guard.allocate(taskId, { total: 100n, ...USDC, metadata: { note: text } })
+      const hold = await guard.reserve(taskId, 10n, { key: text })
+      await guard.capture(hold.id, 7n, { id: `inv ${text}`, peer: text, tool: text, reason: text })
+      await guard.record(taskId, { amount: 5n, id: `rec ${text}`, peer: text })
+      expect(await guard.get(taskId)).toMatchObject({ taskId, spent: 12n, reserved: 0n, entryCount: 2, metadata: { note: text } })
+      expect((await guard.entries(taskId)).map((e) => [e.id, e.peer])).toEqual([
+        [`inv ${text}`, text],
+        [`rec ${text}`, text],
+      ])
+      const journal = await guard.journal({ taskId })
+      expect(journal.map((j) => [j.taskId, j.kind])).toEqual([
+        [taskId, 'allocate'],
+        [taskId, 'reserve'],
+        [taskId, 'capture'],
+        [taskId, 'record'],
+      ])
+      expect(journal.map((j) => j.entryId)).toEqual([undefined, undefined, `inv ${text}`, `rec ${text}`])
+      expect(await guard.list()).toHaveLength(1)
+      expect(await guard.verify()).toEqual({ ok: true, problems: [] })
+    })
+  })
+
   describe('amounts', () => {
     test('behavior: a soft budget sums past 2^256-1 exactly, and paging past the last seq is refused as bad input', async () => {
       const guard = await guards.guard()

@@ -174,16 +174,21 @@ describe.each(storeTargets.filter((t) => t.name === 'postgres'))('store tenants 
       expect(await guard.record('t', { amount: 4n })).toMatchObject({ amount: 4n })
       expect(await guard.record('t', { amount: 6n })).toMatchObject({ amount: 6n })
       expect(proxy.lost).toBe(6)
-      // The same, cut before COMMIT: after the statement that locked the budget.
-      proxy.cutClientAfter(2)
+      // The same, cut before COMMIT: after the statement that locked the budget (sent with BEGIN).
+      proxy.cutClientAfter(1)
       expect(await guard.record('t', { amount: 5n })).toMatchObject({ amount: 5n })
       expect(proxy.lost).toBe(7)
+      // The same, cut before the answer to BEGIN and its statement came back: the client never
+      // learned the transaction's id, yet its backend, holding the budget's lock, is ended.
+      proxy.cutClientAfterBegin()
+      expect(await guard.record('t', { amount: 2n })).toMatchObject({ amount: 2n })
+      expect(proxy.lost).toBe(8)
       expect(proxy.refused).toBe(3)
-      expect(await guard.get('t')).toMatchObject({ spent: 475n, reserved: 30n, entryCount: 11, openHolds: 3 })
-      expect(await guard.entries('t')).toHaveLength(11)
+      expect(await guard.get('t')).toMatchObject({ spent: 477n, reserved: 30n, entryCount: 12, openHolds: 3 })
+      expect(await guard.entries('t')).toHaveLength(12)
       // Each operation journaled once (batches may split a round differently).
       const kinds = (await guard.journal({ taskId: 't' })).map((j) => j.kind)
-      expect(kinds.sort()).toEqual(['allocate', ...Array(11).fill('record'), ...Array(3).fill('reserve')])
+      expect(kinds.sort()).toEqual(['allocate', ...Array(12).fill('record'), ...Array(3).fill('reserve')])
       expect(await guard.verify()).toEqual({ ok: true, problems: [] })
     } finally {
       await guard.destroy()

@@ -36,6 +36,12 @@ export type PgProxy = {
    * holding whatever locks the statements before took.
    */
   cutClientAfter(statements: number): void
+  /**
+   * Cuts the client's side of the next connection to send a BEGIN with a statement in one
+   * query, just after the server got it: the server runs both (taking whatever locks the
+   * statement takes) and stays in the transaction, while the client never learns its id.
+   */
+  cutClientAfterBegin(): void
   /** COMMITs lost so far, either way. */
   readonly lost: number
   /** Connection attempts refused so far. */
@@ -60,6 +66,7 @@ export async function startPgProxy(url: string): Promise<PgProxy> {
   let refuseNext = 0
   let drop: false | 'both' | 'client' = false
   let cutAfter = 0
+  let cutAfterBegin = false
   let lost = 0
   let refused = 0
 
@@ -103,8 +110,22 @@ export async function startPgProxy(url: string): Promise<PgProxy> {
         if (sent.length - at < header) break
         const end = started ? at + 1 + sent.readUInt32BE(at + 1) : at + sent.readUInt32BE(at)
         if (end > sent.length) break
-        const commit = started && sent[at] === 0x51 && /^commit\0$/i.test(sent.toString('utf8', at + 5, end))
+        // A simple query whose last statement is COMMIT (alone, or after the writes sent with it).
+        const commit = started && sent[at] === 0x51 && /(^|;\s*)commit\0$/i.test(sent.toString('utf8', at + 5, end))
         const cut = started && sent[at] === 0x42 && cutAfter > 0 && --cutAfter === 0
+        const beginWith =
+          cutAfterBegin && started && sent[at] === 0x51 && /^begin;[^;]*;[^;]*\S/i.test(sent.toString('utf8', at + 5, end - 1))
+        if (beginWith) {
+          // The server gets the query; the client's side goes, the server's stays, silent.
+          cutAfterBegin = false
+          lost++
+          backend.write(sent.subarray(forward, end))
+          backend.removeAllListeners('data')
+          client.removeAllListeners('close').removeAllListeners('error').on('error', () => {})
+          client.destroy()
+          sockets.delete(client)
+          return
+        }
         if ((drop && commit) || cut) {
           // The server never hears the COMMIT: a dropped connection rolls the transaction back,
           // a server side left open keeps it in progress.
@@ -178,6 +199,9 @@ export async function startPgProxy(url: string): Promise<PgProxy> {
     },
     cutClientAfter(statements) {
       cutAfter = statements
+    },
+    cutClientAfterBegin() {
+      cutAfterBegin = true
     },
     get lost() {
       return lost

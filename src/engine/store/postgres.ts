@@ -10,7 +10,7 @@ import {
   sql,
 } from 'kysely'
 import pg from 'pg'
-import { CommitUnknownError, InvalidArgumentError, invariant } from '../errors.ts'
+import { CommitUnknownError, InvalidArgumentError, InvariantViolationError, invariant } from '../errors.ts'
 import { createChainReads } from './chain-reads.ts'
 import { budgets as budgetCodec, outbox as outboxCodec } from './codec.ts'
 import { type Database as Schema, migrations } from './schema.ts'
@@ -54,11 +54,19 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
   })
   const db = new Kysely<Schema>({ dialect: new SchemaDialect({ pool }) })
   let writer: pg.Client
+  let writerBackend: Backend | undefined
   try {
     await migrate(db)
     writer = await connect(options.connectionString)
   } catch (error) {
     // Nothing stays open behind a failed open: the pool would keep the process alive.
+    await db.destroy()
+    throw error
+  }
+  try {
+    writerBackend = await backendOf(writer)
+  } catch (error) {
+    await writer.end().catch(() => {})
     await db.destroy()
     throw error
   }
@@ -73,12 +81,38 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
   }
   const query = (text: string, params: Params) =>
     writer.query({ name: named(text), text, values: params as unknown[] })
+  // A transaction's BEGIN waits for its first statement and goes to the server with it, its
+  // values written in: one round trip for both.
+  let beginPending = false
+  /** The running transaction's id (and its backend), once its BEGIN has been answered. */
+  let began: TransactionId | undefined
+  async function statement(text: string, params: Params): Promise<pg.QueryResult> {
+    if (!beginPending) return query(text, params)
+    beginPending = false
+    const results = (await writer.query(`${beginText};\n${inlineParams(text, params)}`)) as unknown as pg.QueryResult[]
+    began = transactionId(results.slice(0, 2))
+    return results[2] as pg.QueryResult
+  }
   const exec: Executor = {
-    get: async (text, params) => (await query(text, params)).rows[0] as Raw | undefined,
-    all: async (text, params) => (await query(text, params)).rows as Raw[],
-    run: async (text, params) => (await query(text, params)).rowCount ?? 0,
+    get: async (text, params) => (await statement(text, params)).rows[0] as Raw | undefined,
+    all: async (text, params) => (await statement(text, params)).rows as Raw[],
+    run: async (text, params) => (await statement(text, params)).rowCount ?? 0,
   }
   const tx: StoreTx = createStoreTx('postgres', exec)
+  // Writes nothing reads back before the commit (budget updates, journal rows) are kept as
+  // statements with their values written in, and sent with the COMMIT: one round trip for all.
+  let tail: string[] = []
+  const readsNothing = (): never => {
+    throw new InvariantViolationError('a deferred statement reads nothing')
+  }
+  const deferred = createStoreTx('postgres', {
+    get: readsNothing,
+    all: readsNothing,
+    run: (text, params) => {
+      tail.push(inlineParams(text, params))
+      return 0
+    },
+  })
   const readBudget = statements('postgres').readBudget
   const lostCommitWaitMs = options.lostCommitWaitMs ?? lostCommitWaitMsDefault
   // One writer connection: its transactions and queries take turns.
@@ -88,6 +122,20 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
   async function reconnect(timeoutMs?: number): Promise<void> {
     writer = await connect(options.connectionString, timeoutMs)
     names.clear()
+    writerBackend = await backendOf(writer, timeoutMs)
+  }
+
+  /**
+   * Ends `backend` if it still runs: the server side of a writer connection whose client side
+   * died may sit in its transaction (idle, or still waiting for a lock it then holds), holding
+   * budget locks the next transaction needs. Its pid alone could name a newer backend by now;
+   * with its start time it names only that one.
+   */
+  function endBackend(backend: Backend) {
+    return writer.query({
+      text: 'select pg_terminate_backend(pid) from pg_stat_activity where pid = $1 and backend_start::text = $2',
+      values: [backend.pid, backend.start],
+    })
   }
 
   /**
@@ -107,15 +155,15 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
   async function runTransaction<T>(fn: (tx: StoreTx) => Promise<T>): Promise<T> {
     for (let attempt = 0; ; attempt++) {
       let committing = false
-      // The transaction's id (and its backend), to ask the server whether it committed when
-      // the answer to COMMIT is lost with the connection.
-      let xid: TransactionId | undefined
       let result: T | undefined
+      beginPending = true
+      began = undefined
       try {
-        xid = transactionId(await writer.query('begin; select txid_current()::text as xid, pg_backend_pid() as pid'))
         const journal: Omit<JournalRow, 'seq'>[] = []
+        tail = []
         result = await fn({
           ...tx,
+          updateBudget: deferred.updateBudget,
           appendJournal: (row) => {
             journal.push(row)
           },
@@ -124,11 +172,20 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
           },
         })
         if (journal.length > 0) {
-          await query(journalLock, [])
-          await tx.appendJournals(journal)
+          tail.push(journalLock)
+          deferred.appendJournals(journal)
+        }
+        tail.push('commit')
+        // The transaction's id is needed before its COMMIT is sent, to ask the server whether it
+        // committed should the answer be lost: a transaction that ran no statement yet begins alone.
+        if (beginPending) {
+          beginPending = false
+          began = transactionId(await writer.query(beginText))
         }
         committing = true
-        await writer.query('commit')
+        // One simple-protocol query: the statements run in order and stop at the first error,
+        // which leaves the transaction aborted and the COMMIT unrun.
+        await writer.query(tail.join(';\n'))
         return result
       } catch (error) {
         await writer.query('rollback').catch(() => {})
@@ -136,7 +193,7 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
           // The commit may or may not have landed: the server knows which. Never run a
           // committed batch twice, nor report it failed.
           writer.end().catch(() => {})
-          const status = await commitStatus(xid)
+          const status = await commitStatus(began)
           if (status === 'committed') return result as T
           if (status === undefined) throw new CommitUnknownError({ cause: error })
           // Rolled back: nothing landed, so the batch runs again.
@@ -150,11 +207,12 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
         }
         if (isConnectionError(error) && attempt < retriesMax) {
           // The connection died before COMMIT: nothing of it commits. Its backend may still sit
-          // idle in the transaction, holding the budgets' locks the run again needs: it is
-          // ended first.
+          // in the transaction, holding the budgets' locks the run again needs (even when the
+          // answer to its BEGIN never came back): it is ended first.
+          const dead = writerBackend
           writer.end().catch(() => {})
           await reconnect()
-          if (xid !== undefined) await endIfInProgress(xid).catch(() => {})
+          if (dead !== undefined) await endBackend(dead).catch(() => {})
           continue
         }
         throw error
@@ -258,12 +316,28 @@ const inProgressGraceMs = 500
 
 type TransactionId = { xid: string; pid: number }
 
+/** Begins a transaction and answers with its id and its backend's pid. */
+const beginText = 'begin; select txid_current()::text as xid, pg_backend_pid() as pid'
+
 /** The ids `begin; select txid_current(), pg_backend_pid()` returned: pg answers a multi-statement query with a result per statement. */
 function transactionId(results: pg.QueryResult | pg.QueryResult[]): TransactionId {
   const last = Array.isArray(results) ? results[results.length - 1] : results
   const row = last?.rows[0] as { xid?: string; pid?: number } | undefined
   invariant(typeof row?.xid === 'string' && typeof row.pid === 'number', 'begin returned no transaction id')
   return { xid: row.xid, pid: row.pid }
+}
+
+/** A server process, by its pid and start time (a pid alone may be reused). */
+type Backend = { pid: number; start: string }
+
+async function backendOf(client: pg.Client, timeoutMs?: number): Promise<Backend> {
+  const { rows } = await client.query({
+    text: 'select pid, backend_start::text as start from pg_stat_activity where pid = pg_backend_pid()',
+    query_timeout: timeoutMs,
+  } as pg.QueryConfig)
+  const row = rows[0] as Partial<Backend> | undefined
+  invariant(typeof row?.pid === 'number' && typeof row.start === 'string', 'pg_stat_activity does not show the connection')
+  return { pid: row.pid, start: row.start }
 }
 
 async function connect(connectionString: string, timeoutMs?: number): Promise<pg.Client> {
@@ -372,6 +446,25 @@ async function migrate(db: Kysely<Schema>): Promise<void> {
     }
     throw error
   }
+}
+
+/**
+ * `text` with its `$n` placeholders replaced by `params` written as SQL literals. The
+ * statement texts are spendguard's own (no `$` of theirs in a string constant); strings are
+ * quoted by pg's escapeLiteral, numbers must be finite.
+ */
+function inlineParams(text: string, params: Params): string {
+  return text.replace(/\$(\d+)/g, (_, n: string) => {
+    const value = params[Number(n) - 1]
+    invariant(value !== undefined, `no value for $${n}`)
+    if (value === null) return 'null'
+    if (typeof value === 'number') {
+      invariant(Number.isFinite(value), `a non-finite number for $${n}`)
+      return String(value)
+    }
+    invariant(!value.includes('\0'), `a NUL in the value for $${n}`)
+    return pg.escapeLiteral(value)
+  })
 }
 
 /**
