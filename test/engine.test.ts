@@ -230,6 +230,11 @@ describe.each(storeTargets)('engine on $name', (target) => {
       ])
       expect(journal.map((j) => j.entryId)).toEqual([undefined, undefined, `inv ${text}`, `rec ${text}`])
       expect(await guard.list()).toHaveLength(1)
+      // Numbers written in come back as the same doubles, exponents included.
+      for (const progress of [1e-7, 0.1 + 0.2, 1 / 3]) {
+        await guard.setProgress(taskId, progress)
+        expect((await guard.get(taskId)).progress).toBe(progress)
+      }
       expect(await guard.verify()).toEqual({ ok: true, problems: [] })
     })
   })
