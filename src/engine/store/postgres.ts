@@ -460,7 +460,8 @@ function inlineParams(text: string, params: Params): string {
     if (value === null) return 'null'
     if (typeof value === 'number') {
       invariant(Number.isFinite(value), `a non-finite number for $${n}`)
-      return String(value)
+      // Parenthesized when negative: after a minus sign, "-5" would start a comment.
+      return value < 0 ? `(${value})` : String(value)
     }
     invariant(!value.includes('\0'), `a NUL in the value for $${n}`)
     return pg.escapeLiteral(value)
