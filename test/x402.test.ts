@@ -406,10 +406,11 @@ describe('x402 adapter, end to end on anvil', () => {
     // Released by hand: the authorization may still be used, but it is the operator's call now.
     const [hold] = await guard.holds(taskId)
     await guard.release((hold as { id: string }).id)
-    await wait(50)
+    // A look-up already past its hold check may still read once; a poller that went on would
+    // read about twenty times in 200 ms.
     const after = reads
     await wait(200)
-    expect(reads).toBe(after)
+    expect(reads - after).toBeLessThanOrEqual(1)
     expect(events.at(-1)).toMatchObject({ type: 'unresolved' })
     expect(await guard.get(taskId)).toMatchObject({ spent: 0n, reserved: 0n })
   })
