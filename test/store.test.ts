@@ -2,10 +2,28 @@ import Database from 'better-sqlite3'
 import { Kysely, PostgresDialect } from 'kysely'
 import pg from 'pg'
 import { describe, expect, test } from 'vitest'
-import { CommitUnknownError, InvalidArgumentError, createGuard } from '../src/index.ts'
+import { CommitUnknownError, type CreateGuardParameters, type Guard, InvalidArgumentError, createGuard } from '../src/index.ts'
 import { statements } from '../src/engine/store/statements.ts'
-import { startPgProxy } from './helpers/pg-proxy.ts'
-import { sqliteTarget, storeTargets } from './helpers/stores.ts'
+import { type PgProxy, startPgProxy } from './helpers/pg-proxy.ts'
+import { type StoreTarget, sqliteTarget, storeTargets } from './helpers/stores.ts'
+
+/** Runs `fn` with a guard on a fresh database reached through a fault-injecting proxy, then removes all three. */
+async function withProxiedGuard(
+  target: StoreTarget,
+  parameters: Omit<CreateGuardParameters, 'db'>,
+  fn: (guard: Guard, proxy: PgProxy) => Promise<void>,
+): Promise<void> {
+  const { url, cleanup } = await target.fresh()
+  const proxy = await startPgProxy(url)
+  const guard = await createGuard({ ...parameters, db: proxy.url })
+  try {
+    await fn(guard, proxy)
+  } finally {
+    await guard.destroy()
+    await proxy.stop()
+    await cleanup()
+  }
+}
 
 /** Index names of a freshly migrated database, whichever the store. */
 async function indexNames(url: string): Promise<string[]> {
@@ -143,10 +161,7 @@ describe.each(storeTargets.filter((t) => t.name === 'postgres'))('store tenants 
   })
 
   test('behavior: a commit lost with the connection, before or after the server committed, counts once, and every caller gets its result', async () => {
-    const { url, cleanup } = await target.fresh()
-    const proxy = await startPgProxy(url)
-    const guard = await createGuard({ db: proxy.url })
-    try {
+    await withProxiedGuard(target, {}, async (guard, proxy) => {
       await guard.allocate('t', { total: 1_000n, asset: 'USDC', decimals: 6 })
       for (let round = 0; round < 3; round++) {
         // The answer lost after the server committed (the connection cut, or a FATAL error and a
@@ -190,19 +205,12 @@ describe.each(storeTargets.filter((t) => t.name === 'postgres'))('store tenants 
       const kinds = (await guard.journal({ taskId: 't' })).map((j) => j.kind)
       expect(kinds.sort()).toEqual(['allocate', ...Array(12).fill('record'), ...Array(3).fill('reserve')])
       expect(await guard.verify()).toEqual({ ok: true, problems: [] })
-    } finally {
-      await guard.destroy()
-      await proxy.stop()
-      await cleanup()
-    }
+    })
   })
 
   test('behavior: when the server cannot be asked in time whether a lost commit landed, its callers get CommitUnknownError; retried with their id and key, they answer from what landed', async () => {
-    const { url, cleanup } = await target.fresh()
-    const proxy = await startPgProxy(url)
     const lostCommitWaitMs = 1_000
-    const guard = await createGuard({ db: proxy.url, lostCommitWaitMs })
-    try {
+    await withProxiedGuard(target, { lostCommitWaitMs }, async (guard, proxy) => {
       await guard.allocate('t', { total: 1_000n, asset: 'USDC', decimals: 6 })
       // The server commits, its answer is lost with the connection, and it refuses every
       // connection after: nobody can ask it whether the transaction committed.
@@ -237,11 +245,7 @@ describe.each(storeTargets.filter((t) => t.name === 'postgres'))('store tenants 
       expect(await guard.capture(hold.id, 10n)).toMatchObject({ amount: 10n })
       expect(await guard.get('t')).toMatchObject({ spent: 110n, reserved: 0n, openHolds: 0 })
       expect(await guard.verify()).toEqual({ ok: true, problems: [] })
-    } finally {
-      await guard.destroy()
-      await proxy.stop()
-      await cleanup()
-    }
+    })
   })
 
   test('behavior: the store introspects its own schema exactly as kysely does, and no other schema', async () => {

@@ -4,6 +4,7 @@ import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { decodePaymentResponseHeader, decodePaymentSignatureHeader, encodePaymentResponseHeader } from '@x402/core/http'
 import { wrapFetchWithPayment, x402Client } from '@x402/fetch'
+import type { SettleResponse } from '@x402/core/types'
 import {
   type Address,
   type Hex,
@@ -157,6 +158,18 @@ async function setup({
   spend.register(client)
   const pay = spend.wrapFetch(wrapFetchWithPayment(transport, client))
   return { guard, pay, payer: address, signatures, events }
+}
+
+/** A transport whose paid responses carry `change`d settlements, answered with status 402. */
+function settlementRewritten(change: (settled: SettleResponse) => SettleResponse): typeof fetch {
+  return async (input, init) => {
+    const response = await fetch(input, init)
+    const header = response.headers.get('PAYMENT-RESPONSE')
+    if (!header) return response
+    const headers = new Headers(response.headers)
+    headers.set('PAYMENT-RESPONSE', encodePaymentResponseHeader(change(decodePaymentResponseHeader(header))))
+    return new Response(response.body, { status: 402, headers })
+  }
 }
 
 /** The facilitator's counters, to show that a refused payment never reached it. */
@@ -557,15 +570,7 @@ describe('x402 adapter, end to end on anvil', () => {
   })
 
   test('behavior: a server that settles yet answers a failure is caught by the chain where a client can ask', async () => {
-    const lying: typeof fetch = async (input, init) => {
-      const response = await fetch(input, init)
-      const header = response.headers.get('PAYMENT-RESPONSE')
-      if (!header) return response
-      const settled = decodePaymentResponseHeader(header)
-      const headers = new Headers(response.headers)
-      headers.set('PAYMENT-RESPONSE', encodePaymentResponseHeader({ ...settled, success: false, errorReason: 'unexpected_settle_error' }))
-      return new Response('settlement failed', { status: 402, headers })
-    }
+    const lying = settlementRewritten((settled) => ({ ...settled, success: false, errorReason: 'unexpected_settle_error' }))
     for (const assets of [[{ network, asset: token, publicClient }], undefined]) {
       const { guard, pay, payer, events } = await setup({ total: 100_000n, assets, transport: lying })
       const before = await balanceOf(payer)
@@ -585,18 +590,7 @@ describe('x402 adapter, end to end on anvil', () => {
   test('behavior: a pending exact settlement whose transaction paid the payee nothing stays reserved', async () => {
     // The payee answers "pending" naming the token's mint: its receipt shows nothing moved to the
     // payee, yet the signed authorization may have been settled, or may still be.
-    const pending: typeof fetch = async (input, init) => {
-      const response = await fetch(input, init)
-      const header = response.headers.get('PAYMENT-RESPONSE')
-      if (!header) return response
-      const settled = decodePaymentResponseHeader(header)
-      const headers = new Headers(response.headers)
-      headers.set(
-        'PAYMENT-RESPONSE',
-        encodePaymentResponseHeader({ ...settled, success: false, errorReason: 'settlement_pending', transaction: mintTx }),
-      )
-      return new Response(response.body, { status: 402, headers })
-    }
+    const pending = settlementRewritten((settled) => ({ ...settled, success: false, errorReason: 'settlement_pending', transaction: mintTx }))
     const { guard, pay, payer, events } = await setup({ total: 100_000n, assets: [{ network, asset: token, publicClient }], transport: pending })
     const before = await balanceOf(payer)
     await pay(`${resource.url}/paid`)

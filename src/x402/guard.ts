@@ -12,7 +12,7 @@ import { type PublicClient, isAddress, isAddressEqual } from 'viem'
 import { GuardDestroyedError, HoldNotOpenError, InvalidAmountError, InvalidArgumentError } from '../engine/errors.ts'
 import type { Guard } from '../engine/guard.ts'
 import type { Hold, SpendEntry } from '../engine/types.ts'
-import { assertId, optionalText, optionalTtlMs } from '../engine/validate.ts'
+import { assertId, optionalCount, optionalText, optionalTtlMs } from '../engine/validate.ts'
 import { X402AssetNotAllowedError, X402VersionNotSupportedError } from './errors.ts'
 import {
   type SettledAmountSource,
@@ -108,10 +108,11 @@ export type X402Guard = {
 }
 
 /**
- * `reserved` (not signed yet), `signed` (waiting for its response), then `closed`: its response
- * came (or it is being released), and nothing else may capture or release its hold.
+ * `reserved` (not signed yet), `signed` (waiting for its response), `answered` (the paid
+ * response came back without a settlement; `wrapFetch` decides from its status), then
+ * `closed`: its response came (or it is being released), and nothing else may capture or
+ * release its hold.
  */
-/** `answered`: the paid response came back without a settlement; `wrapFetch` decides from its status. */
 type PaymentState = 'reserved' | 'signed' | 'answered' | 'closed'
 
 type Payment = {
@@ -274,7 +275,6 @@ export function createX402Guard(parameters: CreateX402GuardParameters): X402Guar
       // No settlement could be read (a proxy dropped the header, or it was garbled): the
       // server may well have been paid. wrapFetch decides when it sees the status.
       payment.state = 'answered'
-      payment.payload = context.paymentPayload
     } else unresolved(payment, failureReason(context))
   }
 
@@ -282,9 +282,9 @@ export function createX402Guard(parameters: CreateX402GuardParameters): X402Guar
    * A paid response without a readable settlement. An x402 server settles whenever its
    * handler answers below 400 (a redirect that fetch followed included), so such a response
    * was paid for: what was signed counts (`exact`), else the hold's amount. A status of 400 or
-   * more is a response the server did not settle for (released, as when a payment's
-   * connection drops after signing). No response at all leaves the hold open, since nothing
-   * says whether money moved.
+   * more is a response the server did not settle for (released, unless the chain shows the
+   * authorization used). No response at all leaves the hold open, since nothing says whether
+   * money moved.
    */
   async function answered(payment: Payment, response: Response | undefined): Promise<void> {
     payment.state = 'closed'
@@ -402,10 +402,19 @@ export function createX402Guard(parameters: CreateX402GuardParameters): X402Guar
   async function unanswered(payment: Payment, reason: string, error: unknown): Promise<void> {
     if (neverSent(error)) return release(payment, reason)
     payment.state = 'closed'
+    if (!(await settledOnChain(payment, reason))) unresolved(payment, `${reason}; the server may have settled the payment`)
+  }
+
+  /**
+   * Settles the payment from what the chain says of its authorization: used, captured; expired
+   * unused, released. False when the chain cannot tell yet (or at all).
+   */
+  async function settledOnChain(payment: Payment, reason: string): Promise<boolean> {
     const outcome = await authorizationOf(payment)
-    if (outcome === 'used') return captureAuthorized(payment, reason)
-    if (outcome === 'expired') return release(payment, `authorization expired unused; ${reason}`)
-    unresolved(payment, `${reason}; the server may have settled the payment`)
+    if (outcome === 'used') await captureAuthorized(payment, reason)
+    else if (outcome === 'expired') await release(payment, `authorization expired unused; ${reason}`)
+    else return false
+    return true
   }
 
   function authorizationOf(payment: Payment) {
@@ -446,10 +455,7 @@ export function createX402Guard(parameters: CreateX402GuardParameters): X402Guar
         try {
           // Settled some other way meanwhile (released by hand, expired by its TTL): nothing to look up.
           if ((await guard.hold(payment.hold.id)).status !== 'open') return
-          const outcome = await authorizationOf(payment)
-          if (outcome === 'used') await captureAuthorized(payment, reason)
-          else if (outcome === 'expired') await release(payment, `authorization expired unused; ${reason}`)
-          else poll()
+          if (!(await settledOnChain(payment, reason))) poll()
         } catch (error) {
           // Settled some other way between the look-up and the write, or the guard is gone.
           if (error instanceof HoldNotOpenError || error instanceof GuardDestroyedError) return
@@ -543,11 +549,9 @@ function validate(parameters: CreateX402GuardParameters): CreateX402GuardParamet
   optionalText('tool', parameters.tool)
   if (parameters.onPayment !== undefined && typeof parameters.onPayment !== 'function')
     throw new InvalidArgumentError({ argument: 'onPayment', value: parameters.onPayment, reason: 'a function' })
-  for (const argument of ['receiptTimeoutMs', 'authorizationPollMs'] as const) {
-    const ms = parameters[argument]
-    if (ms !== undefined && (!Number.isSafeInteger(ms) || ms <= 0 || ms > 2 ** 31 - 1))
-      throw new InvalidArgumentError({ argument, value: ms, reason: 'a positive integer of milliseconds, at most 2^31-1' })
-  }
+  // Milliseconds a timer can wait.
+  optionalCount('receiptTimeoutMs', parameters.receiptTimeoutMs, 2 ** 31 - 1)
+  optionalCount('authorizationPollMs', parameters.authorizationPollMs, 2 ** 31 - 1)
   return parameters
 }
 

@@ -97,6 +97,13 @@ export async function startPgProxy(url: string): Promise<PgProxy> {
     }
     client.on('error', close).on('close', close)
     backend.on('error', close).on('close', close)
+    // Only the client's side goes: the backend stays connected, and silent, until the proxy stops.
+    const cutClientSide = () => {
+      backend.removeAllListeners('data')
+      client.removeAllListeners('close').removeAllListeners('error').on('error', () => {})
+      client.destroy()
+      sockets.delete(client)
+    }
 
     // The client's side: a startup message (a length, no type byte), then typed messages.
     let sent: Buffer = Buffer.alloc(0)
@@ -120,10 +127,7 @@ export async function startPgProxy(url: string): Promise<PgProxy> {
           cutAfterBegin = false
           lost++
           backend.write(sent.subarray(forward, end))
-          backend.removeAllListeners('data')
-          client.removeAllListeners('close').removeAllListeners('error').on('error', () => {})
-          client.destroy()
-          sockets.delete(client)
+          cutClientSide()
           return
         }
         if ((drop && commit) || cut) {
@@ -134,13 +138,7 @@ export async function startPgProxy(url: string): Promise<PgProxy> {
           lost++
           if (at > forward) backend.write(sent.subarray(forward, at))
           if (side === 'both') close()
-          else {
-            // The backend stays connected, and silent, until the proxy stops.
-            backend.removeAllListeners('data')
-            client.removeAllListeners('close').removeAllListeners('error').on('error', () => {})
-            client.destroy()
-            sockets.delete(client)
-          }
+          else cutClientSide()
           return
         }
         started = true

@@ -84,8 +84,8 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
   // A transaction's BEGIN waits for its first statement and goes to the server with it, its
   // values written in: one round trip for both.
   let beginPending = false
-  /** The running transaction's id (and its backend), once its BEGIN has been answered. */
-  let began: TransactionId | undefined
+  /** The running transaction's id, once its BEGIN has been answered. */
+  let began: string | undefined
   async function statement(text: string, params: Params): Promise<pg.QueryResult> {
     if (!beginPending) return query(text, params)
     beginPending = false
@@ -129,25 +129,12 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
    * Ends `backend` if it still runs: the server side of a writer connection whose client side
    * died may sit in its transaction (idle, or still waiting for a lock it then holds), holding
    * budget locks the next transaction needs. Its pid alone could name a newer backend by now;
-   * with its start time it names only that one.
+   * with its start time it names only that one. Ending it settles its transaction.
    */
-  function endBackend(backend: Backend) {
+  function endBackend(backend: Backend, timeoutMs?: number) {
     return writer.query({
       text: 'select pg_terminate_backend(pid) from pg_stat_activity where pid = $1 and backend_start::text = $2',
       values: [backend.pid, backend.start],
-    })
-  }
-
-  /**
-   * Ends the backend of transaction `xid` if that transaction is still in progress: a backend
-   * idle in it (its client's side of the connection died, the server's did not) holds its
-   * locks until then. Ending it settles the transaction; a finished one is left alone (and
-   * its pid may belong to another backend by now).
-   */
-  function endIfInProgress(xid: TransactionId, timeoutMs?: number) {
-    return writer.query({
-      text: "select pg_terminate_backend($1) where txid_status($2::bigint) = 'in progress'",
-      values: [xid.pid, xid.xid],
       query_timeout: timeoutMs,
     } as pg.QueryConfig)
   }
@@ -192,8 +179,9 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
         if (committing && commitMayHaveLanded(error)) {
           // The commit may or may not have landed: the server knows which. Never run a
           // committed batch twice, nor report it failed.
+          const dead = writerBackend
           writer.end().catch(() => {})
-          const status = await commitStatus(began)
+          const status = await commitStatus(began, dead)
           if (status === 'committed') return result as T
           if (status === undefined) throw new CommitUnknownError({ cause: error })
           // Rolled back: nothing landed, so the batch runs again.
@@ -222,11 +210,11 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
 
   /**
    * Whether transaction `xid` committed, asked on a new writer connection. While the server
-   * says it is in progress, its old backend is still finishing it, or sits idle in it: after
-   * a short wait that backend is ended (see `endIfInProgress`). Undefined when the server
+   * says it is in progress, its old backend (`dead`) is still finishing it, or sits idle in it:
+   * after a short wait that backend is ended (see `endBackend`). Undefined when the server
    * cannot tell within the deadline; no step waits past it.
    */
-  async function commitStatus(xid: TransactionId | undefined): Promise<'committed' | 'aborted' | undefined> {
+  async function commitStatus(xid: string | undefined, dead: Backend | undefined): Promise<'committed' | 'aborted' | undefined> {
     if (xid === undefined) return undefined
     const deadline = Date.now() + lostCommitWaitMs
     const left = () => Math.max(1, deadline - Date.now())
@@ -238,14 +226,14 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
         for (;;) {
           const { rows } = await writer.query<{ status: string | null }>({
             text: 'select txid_status($1::bigint) as status',
-            values: [xid.xid],
+            values: [xid],
             query_timeout: left(),
           } as pg.QueryConfig)
           const status = rows[0]?.status
           if (status === 'committed' || status === 'aborted') return status
           if (status !== 'in progress' || Date.now() >= deadline) return undefined
           if (!ended && Date.now() - inProgressSince >= inProgressGraceMs) {
-            await endIfInProgress(xid, left())
+            if (dead !== undefined) await endBackend(dead, left())
             ended = true
           }
           await sleep(10)
@@ -314,17 +302,15 @@ const lostCommitWaitMsDefault = 30_000
 /** How long a transaction may stay in progress after its answer was lost before its backend is ended. */
 const inProgressGraceMs = 500
 
-type TransactionId = { xid: string; pid: number }
+/** Begins a transaction and answers with its id. */
+const beginText = 'begin; select txid_current()::text as xid'
 
-/** Begins a transaction and answers with its id and its backend's pid. */
-const beginText = 'begin; select txid_current()::text as xid, pg_backend_pid() as pid'
-
-/** The ids `begin; select txid_current(), pg_backend_pid()` returned: pg answers a multi-statement query with a result per statement. */
-function transactionId(results: pg.QueryResult | pg.QueryResult[]): TransactionId {
+/** The id `begin; select txid_current()` returned: pg answers a multi-statement query with a result per statement. */
+function transactionId(results: pg.QueryResult | pg.QueryResult[]): string {
   const last = Array.isArray(results) ? results[results.length - 1] : results
-  const row = last?.rows[0] as { xid?: string; pid?: number } | undefined
-  invariant(typeof row?.xid === 'string' && typeof row.pid === 'number', 'begin returned no transaction id')
-  return { xid: row.xid, pid: row.pid }
+  const xid = (last?.rows[0] as { xid?: unknown } | undefined)?.xid
+  invariant(typeof xid === 'string', 'begin returned no transaction id')
+  return xid
 }
 
 /** A server process, by its pid and start time (a pid alone may be reused). */
