@@ -11,6 +11,7 @@ import {
   type PublicClient,
   createPublicClient,
   createWalletClient,
+  custom,
   defineChain,
   getAddress,
   http,
@@ -188,6 +189,46 @@ async function movedBy(reason: string | undefined, from: Address): Promise<bigin
     .reduce((sum, t) => sum + t.args.value, 0n)
 }
 
+/** A transport that keeps the payment header of every request it sends, as its receiver can. */
+function keeping(sent: string[]): typeof fetch {
+  return async (input, init) => {
+    const request = new Request(input, init)
+    const header = request.headers.get('PAYMENT-SIGNATURE')
+    if (header) sent.push(header)
+    return fetch(request)
+  }
+}
+
+/** Settles a payment the client sent, through the facilitator, as whoever received it may at any time. */
+async function settleLater(header: string): Promise<void> {
+  const payload = decodePaymentSignatureHeader(header)
+  const settled = await fetch(`${facilitator.url}/settle`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ x402Version: 2, paymentPayload: payload, paymentRequirements: payload.accepted }),
+  })
+  expect(await settled.json()).toMatchObject({ success: true })
+}
+
+/**
+ * Waits out the `validBefore` of the payment `header` carries (`meanwhile` runs just before
+ * the chain passes it), then mines a block past it and enough blocks on it (same timestamp)
+ * for anvil to call it finalized.
+ */
+async function finalizePast(header: string, meanwhile: () => unknown): Promise<void> {
+  const authorization = decodePaymentSignatureHeader(header).payload.authorization as { validBefore: string }
+  await new Promise((resolve) => setTimeout(resolve, Math.max(0, Number(authorization.validBefore) * 1000 - Date.now() + 1_100)))
+  await meanwhile()
+  await publicClient.request({ method: 'evm_mine' } as never)
+  await publicClient.request({ method: 'anvil_mine', params: ['0x40', '0x0'] } as never)
+}
+
+/** Resolves once the newest event is of `type`; fails after 15 s, naming the events seen. */
+async function until(events: X402PaymentEvent[], type: X402PaymentEvent['type']): Promise<void> {
+  for (const began = Date.now(); events.at(-1)?.type !== type; await new Promise((resolve) => setTimeout(resolve, 20)))
+    if (Date.now() - began > 15_000) throw new Error(`timed out; events: ${events.map((e) => e.type).join(', ')}`)
+}
+
 describe('x402 adapter, end to end on anvil', () => {
   test('default', async () => {
     const { guard, pay, payer, signatures, events } = await setup({ total: 35_000n })
@@ -269,7 +310,7 @@ describe('x402 adapter, end to end on anvil', () => {
     expect((await guard.verify()).ok).toBe(true)
   })
 
-  test('behavior: a failed settlement releases the hold', async () => {
+  test('behavior: without a client, a failed settlement releases the hold', async () => {
     const { guard, pay, payer, signatures, events } = await setup({ total: 100_000n })
     const payerBefore = await balanceOf(payer)
     const seen = facilitatorSeen()
@@ -289,7 +330,7 @@ describe('x402 adapter, end to end on anvil', () => {
     expect(events.at(-1)).toMatchObject({ type: 'released', reason: expect.stringContaining('unexpected_settle_error') })
   })
 
-  test('behavior: a payer without funds fails verification; the hold is released', async () => {
+  test('behavior: without a client, a payer without funds fails verification; the hold is released', async () => {
     const { guard, pay, payer, signatures, events } = await setup({ total: 100_000n, key: brokeKey })
     expect(await balanceOf(payer)).toBe(0n)
     const seen = facilitatorSeen()
@@ -350,31 +391,15 @@ describe('x402 adapter, end to end on anvil', () => {
   test('behavior: an unresolved payment is settled from the chain later: captured once its authorization is used, released once it expired unused', async () => {
     // The paid requests are dropped before the server settles; the test keeps what they carried.
     const sent: string[] = []
-    const keeping: typeof fetch = async (input, init) => {
-      const request = new Request(input, init)
-      const header = request.headers.get('PAYMENT-SIGNATURE')
-      if (header) sent.push(header)
-      return fetch(request)
-    }
     const assets = [{ network, asset: token, publicClient }]
-    const { guard, pay, payer, events } = await setup({ total: 100_000n, assets, authorizationPollMs: 20, transport: keeping })
-    const until = async (what: () => boolean) => {
-      for (const began = Date.now(); !what(); await new Promise((resolve) => setTimeout(resolve, 20)))
-        if (Date.now() - began > 15_000) throw new Error(`timed out; events: ${events.map((e) => e.type).join(', ')}`)
-    }
+    const { guard, pay, payer, events } = await setup({ total: 100_000n, assets, authorizationPollMs: 20, transport: keeping(sent) })
     const before = await balanceOf(payer)
 
     // Used later: whoever holds the signed payment settles it after the client gave up.
     await expect(pay(`${resource.url}/drop`)).rejects.toThrow()
     expect(events.at(-1)).toMatchObject({ type: 'unresolved' })
-    const late = decodePaymentSignatureHeader(sent[0] as string)
-    const settled = await fetch(`${facilitator.url}/settle`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ x402Version: 2, paymentPayload: late, paymentRequirements: late.accepted }),
-    })
-    expect(await settled.json()).toMatchObject({ success: true })
-    await until(() => events.at(-1)?.type === 'captured')
+    await settleLater(sent[0] as string)
+    await until(events, 'captured')
     expect(events.at(-1)).toMatchObject({ type: 'captured', amountSource: 'authorization', entry: { amount: price } })
     expect(before - (await balanceOf(payer))).toBe(price)
     expect(await guard.get(taskId)).toMatchObject({ spent: price, reserved: 0n })
@@ -384,13 +409,8 @@ describe('x402 adapter, end to end on anvil', () => {
     await expect(pay(`${resource.url}/lapse`)).rejects.toThrow()
     expect(events.at(-1)).toMatchObject({ type: 'unresolved' })
     expect(await guard.get(taskId)).toMatchObject({ spent: price, reserved: price })
-    const validBefore = Number((decodePaymentSignatureHeader(sent[1] as string).payload.authorization as { validBefore: string }).validBefore)
-    await new Promise((resolve) => setTimeout(resolve, Math.max(0, validBefore * 1000 - Date.now() + 1_100)))
-    expect(events.at(-1)).toMatchObject({ type: 'unresolved' })
-    // A block past validBefore, then enough blocks on it (same timestamp) for anvil to call it finalized.
-    await publicClient.request({ method: 'evm_mine' } as never)
-    await publicClient.request({ method: 'anvil_mine', params: ['0x40', '0x0'] } as never)
-    await until(() => events.at(-1)?.type === 'released')
+    await finalizePast(sent[1] as string, () => expect(events.at(-1)).toMatchObject({ type: 'unresolved' }))
+    await until(events, 'released')
     expect(events.at(-1)).toMatchObject({ type: 'released', reason: expect.stringContaining('authorization expired unused') })
     expect(await guard.get(taskId)).toMatchObject({ spent: price, reserved: 0n })
     expect(before - (await balanceOf(payer))).toBe(price)
@@ -554,7 +574,7 @@ describe('x402 adapter, end to end on anvil', () => {
     }
   })
 
-  test('behavior: a paid request answered with an error and no settlement releases its hold', async () => {
+  test('behavior: without a client, a paid request answered with an error and no settlement releases its hold', async () => {
     // A gateway answers 502 for the paid request: it never reached the server, nothing settled.
     const gateway: typeof fetch = async (input, init) => {
       const request = new Request(input, init)
@@ -585,6 +605,71 @@ describe('x402 adapter, end to end on anvil', () => {
         expect(events.at(-1)).toMatchObject({ type: 'released', reason: expect.stringContaining('unexpected_settle_error') })
       }
     }
+  })
+
+  test('behavior: with a client, a failure answer keeps the hold until the chain shows the authorization used or expired', async () => {
+    // The server answers that settling failed, yet keeps a signed authorization that stays valid
+    // until its validBefore: released at once, it could be settled afterwards past the budget.
+    const sent: string[] = []
+    const assets = [{ network, asset: token, publicClient }]
+    const { guard, pay, payer, events } = await setup({ total: 100_000n, assets, authorizationPollMs: 20, transport: keeping(sent) })
+    const before = await balanceOf(payer)
+    facilitator.mode = 'fail'
+    try {
+      expect((await pay(`${resource.url}/paid`)).status).toBe(402)
+      expect(events.at(-1)).toMatchObject({ type: 'unresolved', reason: expect.stringContaining('unexpected_settle_error') })
+      expect(await guard.get(taskId)).toMatchObject({ spent: 0n, reserved: price })
+      expect(await balanceOf(payer)).toBe(before)
+      expect((await pay(`${resource.url}/brief`)).status).toBe(402)
+      expect(await guard.get(taskId)).toMatchObject({ spent: 0n, reserved: 2n * price })
+    } finally {
+      facilitator.mode = 'settle'
+    }
+
+    // The first one settled later: captured at its signed value.
+    await settleLater(sent[0] as string)
+    for (const began = Date.now(); (await guard.get(taskId)).spent === 0n; await new Promise((resolve) => setTimeout(resolve, 20)))
+      if (Date.now() - began > 15_000) throw new Error(`timed out; events: ${events.map((e) => e.type).join(', ')}`)
+    expect(events.filter((e) => e.type === 'captured')).toMatchObject([{ amountSource: 'authorization', entry: { amount: price } }])
+    expect(before - (await balanceOf(payer))).toBe(price)
+    expect(await guard.get(taskId)).toMatchObject({ spent: price, reserved: price })
+
+    // The second, valid for 2 s, never settled: released once a finalized block is past it.
+    await finalizePast(sent[1] as string, async () => expect(await guard.get(taskId)).toMatchObject({ reserved: price }))
+    await until(events, 'released')
+    expect(events.at(-1)).toMatchObject({ type: 'released', reason: expect.stringContaining('authorization expired unused') })
+    expect(await guard.get(taskId)).toMatchObject({ spent: price, reserved: 0n })
+    expect(before - (await balanceOf(payer))).toBe(price)
+    expect(await guard.verify()).toEqual({ ok: true, problems: [] })
+  })
+
+  test('behavior: with a client, a failure answer whose authorization cannot be looked up keeps the hold', async () => {
+    // The node fails every contract read for a while: a read that failed says nothing.
+    let reachable = false
+    const flaky = createPublicClient({
+      chain: publicClient.chain,
+      transport: custom({
+        request: async ({ method, params }: { method: string; params?: unknown }) => {
+          if (method === 'eth_call' && !reachable) throw new Error('node unavailable')
+          return publicClient.request({ method, params } as never)
+        },
+      }),
+    }) as PublicClient
+    const sent: string[] = []
+    const assets = [{ network, asset: token, publicClient: flaky }]
+    const { guard, pay, events } = await setup({ total: 100_000n, assets, authorizationPollMs: 20, transport: keeping(sent) })
+    facilitator.mode = 'fail'
+    try {
+      expect((await pay(`${resource.url}/paid`)).status).toBe(402)
+    } finally {
+      facilitator.mode = 'settle'
+    }
+    expect(events.at(-1)).toMatchObject({ type: 'unresolved' })
+    expect(await guard.get(taskId)).toMatchObject({ spent: 0n, reserved: price })
+    await settleLater(sent[0] as string)
+    reachable = true
+    await until(events, 'captured')
+    expect(await guard.get(taskId)).toMatchObject({ spent: price, reserved: 0n })
   })
 
   test('behavior: a pending exact settlement whose transaction paid the payee nothing stays reserved', async () => {

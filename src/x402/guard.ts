@@ -64,7 +64,8 @@ export type CreateX402GuardParameters = {
   /** How long to wait for a settlement transaction's receipt (default 30 s). */
   receiptTimeoutMs?: number | undefined
   /**
-   * How often a payment left unresolved is looked up again on chain, when its asset has a
+   * How often a payment left unresolved (including one the server answered as failed while its
+   * authorization can still be used) is looked up again on chain, when its asset has a
    * `publicClient` and it carries an EIP-3009 authorization (default 15,000 ms): until the chain
    * shows the authorization used (its signed value is captured) or expired unused in a
    * finalized block (the hold is released). The lookups do not keep the process alive; a hold
@@ -83,10 +84,11 @@ export type X402PaymentEvent =
   | { type: 'released'; hold: Hold; reason: string; settlement?: SettleResponse | undefined }
   /**
    * Nothing says whether the payment moved money, so the hold stays open (until its TTL, if
-   * any, or until the chain tells: see `authorizationPollMs`): a settlement the facilitator broadcast but could not confirm, that no client could
-   * confirm either, a paid response without a readable settlement and without a status that
-   * tells, or a paid request that failed once sent, whose authorization the chain does not
-   * show used (or no client was given to ask).
+   * any, or until the chain tells: see `authorizationPollMs`): a settlement the facilitator
+   * broadcast but could not confirm, that no client could confirm either; a paid response
+   * without a readable settlement and without a status that tells; a paid request that failed
+   * once sent, whose authorization the chain does not show used (or no client was given to
+   * ask); or a failure answer whose authorization the chain shows still usable.
    */
   | { type: 'unresolved'; hold: Hold; reason: string; settlement?: SettleResponse | undefined }
 
@@ -141,7 +143,8 @@ const guardedClients = new WeakSet<object>()
  * (`BudgetExceededError`, `RiskDeniedError`, `BudgetClosedError`, …) stops the payment before
  * anything is signed. When the paid response comes back it captures the settled amount (see
  * {@link settledAmount}) with the resource's host as `peer` and the settlement transaction as
- * `reason`, or releases the hold when the settlement failed. Each payment has its own hold, so
+ * `reason`, or releases the hold when the settlement failed (with a `publicClient`, once the chain
+ * shows that its authorization can no longer be used). Each payment has its own hold, so
  * any number of requests may pay at once.
  *
  * @example
@@ -282,8 +285,7 @@ export function createX402Guard(parameters: CreateX402GuardParameters): X402Guar
    * A paid response without a readable settlement. An x402 server settles whenever its
    * handler answers below 400 (a redirect that fetch followed included), so such a response
    * was paid for: what was signed counts (`exact`), else the hold's amount. A status of 400 or
-   * more is a response the server did not settle for (released, unless the chain shows the
-   * authorization used). No response at all leaves the hold open, since nothing says whether
+   * more is a response the server says it did not settle for (see {@link releaseUnlessUsed}). No response at all leaves the hold open, since nothing says whether
    * money moved.
    */
   async function answered(payment: Payment, response: Response | undefined): Promise<void> {
@@ -417,20 +419,32 @@ export function createX402Guard(parameters: CreateX402GuardParameters): X402Guar
     return true
   }
 
+  /** Whether the chain can say what became of the payment: an EIP-3009 authorization, and a client to ask. */
+  function chainCanTell(payment: Payment): boolean {
+    const { payload, asset, requirements } = payment
+    return payload !== undefined && asset.publicClient !== undefined && isAddress(requirements.asset, loose) && transferAuthorization(payload) !== undefined
+  }
+
   function authorizationOf(payment: Payment) {
     const { payload, requirements } = payment
     return payload ? authorizationOutcome({ payload, requirements, publicClient: payment.asset.publicClient }) : undefined
   }
 
   /**
-   * Releases a payment the server answered as not settled, unless the chain shows its EIP-3009
-   * authorization used: a server's word that it took nothing is checked where the chain can
-   * tell. (An unused authorization stays valid until its `validBefore`: a server could still
-   * settle it after answering; see the README.)
+   * A payment the server answered as not settled. Its word is checked where the chain can
+   * tell (an EIP-3009 authorization, a `publicClient` for its asset): an unused authorization
+   * stays valid until its `validBefore`, and whoever holds it (the server) may still settle it
+   * after answering. So the hold is captured if the authorization is used, released once it
+   * expired unused, and otherwise kept reserved and looked up again (see {@link unresolved}),
+   * as is one whose look-up failed. Where the chain cannot tell, the server's word stands.
    */
   async function releaseUnlessUsed(payment: Payment, reason: string, settlement?: SettleResponse): Promise<void> {
     payment.state = 'closed'
-    if ((await authorizationOf(payment)) === 'used') return captureAuthorized(payment, `the server answered: ${reason}`)
+    const outcome = await authorizationOf(payment)
+    if (outcome === 'used') return captureAuthorized(payment, `the server answered: ${reason}`)
+    if (outcome === 'expired') return release(payment, `authorization expired unused; ${reason}`, settlement)
+    if (outcome === 'open' || (outcome === undefined && chainCanTell(payment)))
+      return unresolved(payment, `${reason}; its authorization can still be used until it expires`, settlement)
     return release(payment, reason, settlement)
   }
 
@@ -448,8 +462,7 @@ export function createX402Guard(parameters: CreateX402GuardParameters): X402Guar
    */
   function unresolved(payment: Payment, reason: string, settlement?: SettleResponse): void {
     emit({ type: 'unresolved', hold: payment.hold, reason, settlement })
-    const payload = payment.payload
-    if (!payload || !payment.asset.publicClient || !transferAuthorization(payload)) return
+    if (!chainCanTell(payment)) return
     const poll = () => {
       const timer = setTimeout(async () => {
         try {

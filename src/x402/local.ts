@@ -173,8 +173,9 @@ export type LocalResourceServer = {
  * Starts a resource server protected by x402's Hono middleware: `GET /paid` costs `price`;
  * `GET /drop` costs the same but drops the connection of every request that carries a payment
  * (a network error after the client signed); `GET /lapse` does the same to payments valid for
- * only 2 s; `GET /take` costs the same, settles, and then drops the connection instead of
- * answering (a server that keeps the money and the answer).
+ * only 2 s; `GET /brief` answers like `/paid` but asks for payments valid for only 2 s; `GET
+ * /take` costs the same, settles, and then drops the connection instead of answering (a server
+ * that keeps the money and the answer).
  */
 export async function startResourceServer(parameters: ResourceServerParameters): Promise<LocalResourceServer> {
   const { network, asset, domain, payTo, price } = parameters
@@ -196,6 +197,7 @@ export async function startResourceServer(parameters: ResourceServerParameters):
         'GET /drop': { accepts, description: 'A connection that drops', mimeType: 'application/json' },
         'GET /take': { accepts, description: 'A payment taken, no answer', mimeType: 'application/json' },
         'GET /lapse': { accepts: { ...accepts, maxTimeoutSeconds: 2 }, description: 'A brief payment that drops', mimeType: 'application/json' },
+        'GET /brief': { accepts: { ...accepts, maxTimeoutSeconds: 2 }, description: 'A brief payment', mimeType: 'application/json' },
       },
       resourceServer,
     ),
@@ -204,6 +206,7 @@ export async function startResourceServer(parameters: ResourceServerParameters):
   app.get('/drop', (c) => c.json({ answer: 0 }))
   app.get('/take', (c) => c.json({ answer: 0 }))
   app.get('/lapse', (c) => c.json({ answer: 0 }))
+  app.get('/brief', (c) => c.json({ answer: 42 }))
 
   const listener = getRequestListener(app.fetch)
   const server = createServer((request, response) => {
