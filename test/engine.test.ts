@@ -256,6 +256,25 @@ describe.each(storeTargets)('engine on $name', (target) => {
       await expect(guard.journal({ afterSeq: 2n ** 63n })).rejects.toBeInstanceOf(InvalidArgumentError)
     })
 
+    test('behavior: a run of on-chain spends is journaled as its exact sum, past 78 digits', async () => {
+      const guard = await guards.guard()
+      await guard.allocate('s', { total: 10n, ...USDC })
+      // Twelve spends of 2^256-1 (say, unlimited approvals metered by the hook) in one batch.
+      const spends = Array.from({ length: 12 }, (_, logIndex) => ({
+        taskId: 's',
+        hook: '0xhook',
+        amount: max,
+        ref: `0x${'00'.repeat(32)}` as const,
+        to: '0xabc',
+        chain: { chainId: 31337, blockNumber: 5n, blockHash: `0x${'ab'.repeat(32)}` as const, txHash: `0x${'cd'.repeat(32)}` as const, logIndex, confirmed: false },
+      }))
+      expect(await guard.internal.submit((ctx) => rules.applyChainSpends(ctx, 's', spends), 's')).toHaveLength(12)
+      expect(await guard.get('s')).toMatchObject({ spent: 12n * max, entryCount: 12 })
+      const reconcile = (await guard.journal({ taskId: 's' })).filter((j) => j.kind === 'reconcile')
+      expect(reconcile.map((j) => j.amount)).toEqual([12n * max])
+      expect(await guard.verify()).toEqual({ ok: true, problems: [] })
+    })
+
     test('behavior: values above 2^64 and at 2^256-1 round-trip exactly', async () => {
       const guard = await guards.guard()
       const big = 2n ** 64n + 12_345n
@@ -433,6 +452,41 @@ describe.each(storeTargets)('engine on $name', (target) => {
       const error = await guard.record('t1', { amount: 61n }).catch((e) => e)
       expect(error).toMatchObject({ name: 'BudgetExceededError', requested: 61n, remaining: 60n })
       expect(await guard.get('t1')).toMatchObject({ spent: 40n, entryCount: 1 })
+    })
+
+    test('behavior: parameters are read once: a getter cannot show validation one amount and the ledger another', async () => {
+      const guard = await guards.guard()
+      // Each getter answers a valid value first, then a hostile one.
+      const shifting = <T>(first: T, then: T) => {
+        let reads = 0
+        return () => (reads++ === 0 ? first : then)
+      }
+      const total = shifting(100n, -5n)
+      const budget = await guard.allocate('t1', { get total() { return total() }, asset: 'USDC', decimals: 6 })
+      expect(budget.total).toBe(100n)
+      const amount = shifting(1n, -60n)
+      const entry = await guard.record('t1', { get amount() { return amount() } })
+      expect(entry.amount).toBe(1n)
+      const reason = shifting<string>('ok', '\u0000')
+      const hold = await guard.reserve('t1', 10n)
+      expect((await guard.capture(hold.id, 5n, { get reason() { return reason() } })).reason).toBe('ok')
+      const limits = new Proxy([0.5], { get: (target, key) => (key === '0' && limits.read++ > 0 ? -1 : Reflect.get(target, key)) }) as number[] & { read: number }
+      limits.read = 0
+      expect((await guard.allocate('t2', { total: 10n, asset: 'USDC', decimals: 6, thresholds: limits })).thresholds).toEqual([0.5])
+      expect(await guard.get('t1')).toMatchObject({ total: 100n, spent: 6n, reserved: 0n })
+      expect(await guard.verify()).toEqual({ ok: true, problems: [] })
+    })
+
+    test("behavior: ids of the engine's own making are refused from callers, so none can be taken before the engine writes it", async () => {
+      const guard = await guards.guard()
+      await guard.allocate('t1', { total: 100n, ...USDC })
+      const made = await guard.record('t1', { amount: 1n })
+      expect(made.id).toMatch(/^entry_/)
+      for (const id of [made.id, 'entry_x', 'chain_1_0xab_0'])
+        await expect(guard.record('t1', { id, amount: 1n })).rejects.toMatchObject({ name: 'InvalidArgumentError', argument: 'id' })
+      const hold = await guard.reserve('t1', 10n)
+      await expect(guard.capture(hold.id, 1n, { id: 'entry_y' })).rejects.toMatchObject({ name: 'InvalidArgumentError', argument: 'entry.id' })
+      expect(await guard.get('t1')).toMatchObject({ spent: 1n, reserved: 10n, entryCount: 1 })
     })
 
     test('behavior: a soft limit lets spending pass the total and shows the overrun', async () => {

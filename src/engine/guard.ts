@@ -119,6 +119,22 @@ export type GuardInternal = {
 }
 
 const defaultThresholds = [0.5, 0.8, 0.95]
+/** The keys each options object is read by (see `v.options`). */
+const guardKeys = {
+  db: true,
+  thresholds: true,
+  hardLimit: true,
+  clock: true,
+  riskAssessor: true,
+  alerts: true,
+  batchMax: true,
+  expirySweepMs: true,
+  lostCommitWaitMs: true,
+  onHandlerError: true,
+} as const
+const alertKeys = { leaseMs: true, concurrency: true, attemptsMax: true, sweepIntervalMs: true } as const
+const allocateKeys = { total: true, asset: true, decimals: true, thresholds: true, hardLimit: true, metadata: true } as const
+const entryKeys = { id: true, peer: true, tool: true, reason: true, at: true } as const
 const expirySweepTasksMax = 256
 
 /**
@@ -135,7 +151,7 @@ const expirySweepTasksMax = 256
  * await guard.destroy()
  */
 export async function createGuard(parameters: CreateGuardParameters = {}): Promise<Guard> {
-  const p = v.options<CreateGuardParameters>('createGuard parameters', parameters)
+  const p = v.options<CreateGuardParameters>('createGuard parameters', parameters, guardKeys)
   const clockOption = p.clock
   if (
     clockOption !== undefined &&
@@ -149,7 +165,7 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
   const batchMax = v.optionalCount('batchMax', p.batchMax, 1_000_000)
   const expirySweepMs = v.optionalCount('expirySweepMs', p.expirySweepMs, 86_400_000)
   const lostCommitWaitMs = v.optionalCount('lostCommitWaitMs', p.lostCommitWaitMs, 86_400_000)
-  const alerts = v.options<NonNullable<CreateGuardParameters['alerts']>>('alerts', p.alerts)
+  const alerts = v.options<NonNullable<CreateGuardParameters['alerts']>>('alerts', p.alerts, alertKeys)
   const alertTuning = {
     leaseMs: v.optionalCount('alerts.leaseMs', alerts.leaseMs, 86_400_000),
     concurrency: v.optionalCount('alerts.concurrency', alerts.concurrency, 10_000),
@@ -335,7 +351,7 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
   const guard: Guard = {
     async allocate(taskId, params) {
       v.assertId('taskId', taskId)
-      const o = v.options<AllocateParameters>('allocate parameters', params)
+      const o = v.options<AllocateParameters>('allocate parameters', params, allocateKeys)
       assertTotal(o.total)
       v.assertAsset(o.asset)
       assertDecimals(o.decimals)
@@ -367,7 +383,7 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
     async reserve(taskId, amount, options) {
       v.assertId('taskId', taskId)
       assertAmount(amount)
-      const o = v.options<ReserveOptions>('reserve options', options)
+      const o = v.options<ReserveOptions>('reserve options', options, { key: true, ttlMs: true, ref: true })
       const input: rules.ReserveInput = {
         taskId,
         amount,
@@ -381,7 +397,7 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
     async capture(holdId, amount, entry) {
       v.assertId('holdId', holdId)
       assertAmount(amount)
-      const e = v.options<EntryDetails>('entry', entry)
+      const e = v.options<EntryDetails>('entry', entry, entryKeys)
       const input: rules.CaptureInput = {
         holdId,
         amount,
@@ -402,7 +418,7 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
 
     async record(taskId, params) {
       v.assertId('taskId', taskId)
-      const o = v.options<RecordParameters>('record parameters', params)
+      const o = v.options<RecordParameters>('record parameters', params, { ...entryKeys, amount: true })
       assertAmount(o.amount)
       const input: rules.RecordInput = {
         taskId,
@@ -435,7 +451,7 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
     },
 
     async list(options) {
-      const status = v.options<{ status: BudgetStatus }>('list options', options).status
+      const status = v.options<{ status: BudgetStatus }>('list options', options, { status: true }).status
       if (status !== undefined && !['active', 'exhausted', 'closed'].includes(status))
         throw new InvalidArgumentError({ argument: 'status', value: status, reason: 'active, exhausted or closed' })
       await expireHolds()
@@ -484,7 +500,7 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
     },
 
     async journal(options) {
-      const o = v.options<{ taskId: string; afterSeq: bigint; limit: number }>('journal options', options)
+      const o = v.options<{ taskId: string; afterSeq: bigint; limit: number }>('journal options', options, { taskId: true, afterSeq: true, limit: true })
       if (o.taskId !== undefined) v.assertId('taskId', o.taskId)
       if (o.afterSeq !== undefined && (typeof o.afterSeq !== 'bigint' || o.afterSeq < 0n || o.afterSeq > v.seqMax))
         throw new InvalidArgumentError({ argument: 'afterSeq', value: o.afterSeq, reason: 'a bigint in 0…2^63-1' })
@@ -526,7 +542,7 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
       v.assertId('taskId', taskId)
       assertAmount(maxAmount)
       if (typeof fn !== 'function') throw new InvalidArgumentError({ argument: 'fn', value: fn, reason: 'a function' })
-      const o = v.options<{ key: string }>('pay options', options)
+      const o = v.options<{ key: string }>('pay options', options, { key: true })
       const key = v.optionalId('key', o.key)
       if (key === null) return payOnce(taskId, maxAmount, fn, null)
       const slot = `${taskId}\u0000${key}`

@@ -50,10 +50,17 @@ export function optionalId(argument: string, value: unknown): string | null {
  * An entry id a caller chooses. Ids of on-chain entries (`chain_…`) are the ledger's own: an
  * off-chain entry under one would pass for the on-chain spend and keep it from being counted.
  */
+/** Prefixes of the entry ids the engine makes: a caller's id taking one first would fail the engine's write. */
+const enginePrefixes = ['chain_', 'entry_']
+
 export function optionalEntryId(argument: string, value: unknown): string | null {
   const id = optionalId(argument, value)
-  if (id !== null && id.startsWith('chain_'))
-    throw new InvalidArgumentError({ argument, value, reason: 'an id not starting with "chain_", which on-chain entries use' })
+  if (id !== null && enginePrefixes.some((prefix) => id.startsWith(prefix)))
+    throw new InvalidArgumentError({
+      argument,
+      value,
+      reason: 'an id not starting with "chain_" or "entry_", which the ids the engine makes begin with',
+    })
   return id
 }
 
@@ -65,10 +72,12 @@ export function assertAsset(value: unknown): asserts value is string {
 export function thresholds(value: unknown): number[] {
   if (!Array.isArray(value) || value.length > thresholdsMax)
     throw new InvalidArgumentError({ argument: 'thresholds', value, reason: `an array of at most ${thresholdsMax} fractions` })
-  for (const t of value)
+  // Copied before it is checked: what is checked is what is kept.
+  const list: unknown[] = [...value]
+  for (const t of list)
     if (typeof t !== 'number' || !Number.isFinite(t) || t <= 0 || t > 1)
       throw new InvalidArgumentError({ argument: 'thresholds', value: t, reason: 'each threshold is a fraction in (0, 1]' })
-  return [...new Set(value as number[])].sort((a, b) => a - b)
+  return [...new Set(list as number[])].sort((a, b) => a - b)
 }
 
 export function assertBoolean(argument: string, value: unknown): asserts value is boolean {
@@ -141,9 +150,15 @@ function sortKeys(value: unknown): unknown {
   return value
 }
 
-export function options<T extends object>(argument: string, value: unknown): Partial<T> {
+/**
+ * An options object, read once: each of `keys` is copied out of it, so that a getter or a
+ * Proxy cannot show validation one value and the write another.
+ */
+export function options<T extends object>(argument: string, value: unknown, keys: { [K in keyof Required<T>]: true }): Partial<T> {
   if (value === undefined) return {}
   if (value === null || typeof value !== 'object' || Array.isArray(value))
     throw new InvalidArgumentError({ argument, value, reason: 'an options object' })
-  return value as Partial<T>
+  const snapshot: Partial<T> = {}
+  for (const key of Object.keys(keys) as (keyof T)[]) snapshot[key] = (value as T)[key]
+  return snapshot
 }
