@@ -135,6 +135,7 @@ export function migrations(dialect: StoreDialect): MigrationProvider {
     '2026-11-21-ledger': ledger(dialect),
     '2026-11-21-unconfirmed': unconfirmed(),
     '2026-11-22-unbounded-sums': unboundedSums(dialect),
+    '2026-11-22-unbounded-journal-amounts': unboundedJournalAmounts(dialect),
   }
   return { getMigrations: async () => all }
 }
@@ -382,6 +383,22 @@ function unboundedSums(dialect: StoreDialect): Migration {
     if (dialect !== 'postgres') return
     for (const [table, names] of columns)
       for (const name of names) await db.schema.alterTable(table).alterColumn(name, (c) => c.setDataType(sql.raw(type))).execute()
+  }
+  return {
+    up: (db) => retype(db, 'numeric'),
+    down: (db) => retype(db, 'numeric(78,0)'),
+  }
+}
+
+/**
+ * A journal row's amount may be a sum too: a run of on-chain spends applied in one batch is
+ * journaled as one `reconcile` row, and nine spends of 2^256-1 (unlimited approvals, say)
+ * already pass numeric(78,0), which would refuse the whole batch, again on every retry.
+ * PostgreSQL's journal amounts become plain numeric, as its running sums did.
+ */
+function unboundedJournalAmounts(dialect: StoreDialect): Migration {
+  const retype = async (db: Kysely<any>, type: string) => {
+    if (dialect === 'postgres') await db.schema.alterTable('journal').alterColumn('amount', (c) => c.setDataType(sql.raw(type))).execute()
   }
   return {
     up: (db) => retype(db, 'numeric'),
