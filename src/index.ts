@@ -41,6 +41,7 @@ export {
 export { testUsdcAbi, testUsdcBytecode } from './onchain/abi.generated.ts'
 export {
   X402AssetNotAllowedError,
+  X402ValidityTooLongError,
   X402VersionNotSupportedError,
   authorizationOutcome,
   createX402Guard,

@@ -18,7 +18,7 @@ import {
   parseEventLogs,
 } from 'viem'
 import { privateKeyToAccount } from 'viem/accounts'
-import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { afterAll, beforeAll, describe, expect, onTestFinished, test } from 'vitest'
 import {
   BudgetClosedError,
   BudgetExceededError,
@@ -27,6 +27,7 @@ import {
   InvalidArgumentError,
   RiskDeniedError,
   X402AssetNotAllowedError,
+  X402ValidityTooLongError,
   type X402Asset,
   type X402PaymentEvent,
   createX402Guard,
@@ -36,7 +37,7 @@ import {
   wrapFetchWithSpendguard,
 } from '../src/index.ts'
 import { type AnvilInstance, startAnvil } from './helpers/anvil.ts'
-import { useGuards } from './helpers/guard.ts'
+import { manualClock, useGuards } from './helpers/guard.ts'
 import { sqliteTarget } from './helpers/stores.ts'
 import { type LocalFacilitator, type LocalResourceServer, startFacilitator, startResourceServer } from './helpers/x402.ts'
 
@@ -122,7 +123,7 @@ function payingClient(key: Hex): { client: x402Client; address: Address; signatu
 
 type Setup = {
   guard: Guard
-  pay: (input: string) => Promise<Response>
+  pay: (input: string | Request, init?: RequestInit) => Promise<Response>
   payer: Address
   signatures: () => number
   events: X402PaymentEvent[]
@@ -134,6 +135,8 @@ async function setup({
   assets,
   guardParameters,
   authorizationPollMs,
+  holdTtlMs,
+  observe,
   transport = fetch,
 }: {
   total: bigint
@@ -141,6 +144,9 @@ async function setup({
   assets?: X402Asset[]
   guardParameters?: Omit<CreateGuardParameters, 'db'>
   authorizationPollMs?: number
+  holdTtlMs?: number
+  /** Also told of each event, after the test notes it. */
+  observe?: (event: X402PaymentEvent) => unknown
   /** The fetch the paying client sends through (a proxy that rewrites responses, say). */
   transport?: typeof fetch
 }): Promise<Setup> {
@@ -154,7 +160,11 @@ async function setup({
     assets: assets ?? [{ network, asset: token }],
     tool: 'answers',
     authorizationPollMs,
-    onPayment: (event) => events.push(event),
+    holdTtlMs,
+    onPayment: (event) => {
+      events.push(event)
+      return observe?.(event)
+    },
   })
   spend.register(client)
   const pay = spend.wrapFetch(wrapFetchWithPayment(transport, client))
@@ -672,6 +682,119 @@ describe('x402 adapter, end to end on anvil', () => {
     expect(await guard.get(taskId)).toMatchObject({ spent: price, reserved: 0n })
   })
 
+  test('behavior: with a client, a paid request redirected to a port nobody listens on is settled by the chain, not taken as never sent', async () => {
+    // The server settles, then redirects the client to a closed port: the request fails as if it
+    // never connected, although the first hop took the payment.
+    for (const assets of [[{ network, asset: token, publicClient }], undefined]) {
+      const { guard, pay, payer, events } = await setup({ total: 100_000n, assets })
+      const before = await balanceOf(payer)
+      await expect(pay(`${resource.url}/detour`)).rejects.toThrow()
+      expect(before - (await balanceOf(payer))).toBe(price)
+      if (assets) {
+        expect(await guard.get(taskId)).toMatchObject({ spent: price, reserved: 0n })
+        expect(events.at(-1)).toMatchObject({ type: 'captured', amountSource: 'authorization', entry: { amount: price } })
+      } else {
+        // No client to ask: a refused connection is taken as never sent (the README names this limit).
+        expect(await guard.get(taskId)).toMatchObject({ spent: 0n, reserved: 0n })
+        expect(events.at(-1)).toMatchObject({ type: 'released' })
+      }
+    }
+  })
+
+  test('behavior: a payment valid longer than the hold lives is refused before anything is reserved or signed', async () => {
+    // The server asks for 120 s of validity; a 60 s hold could expire while the payee can still settle.
+    const { guard, pay, signatures } = await setup({ total: 100_000n, holdTtlMs: 60_000 })
+    const seen = facilitatorSeen()
+    const refusal = await pay(`${resource.url}/paid`).catch((error: unknown) => error)
+    expect(refusal).toBeInstanceOf(X402ValidityTooLongError)
+    expect(refusal).toMatchObject({ code: 'X402_VALIDITY_TOO_LONG', taskId, maxTimeoutSeconds: 120, holdTtlMs: 60_000 })
+    expect(signatures()).toBe(0)
+    expect(facilitatorSeen()).toEqual(seen)
+    expect(await guard.holds(taskId)).toEqual([])
+    // A hold that outlives the validity pays as usual.
+    const longer = await setup({ total: 100_000n, holdTtlMs: 121_000 })
+    expect((await longer.pay(`${resource.url}/paid`)).status).toBe(200)
+    expect(await longer.guard.get(taskId)).toMatchObject({ spent: price, reserved: 0n })
+  })
+
+  test('behavior: a payment used on chain after its hold expired is recorded once, as a spend without a hold', async () => {
+    const clock = manualClock(Date.now())
+    const sent: string[] = []
+    const assets = [{ network, asset: token, publicClient }]
+    const { guard, pay, payer, events } = await setup({
+      total: 100_000n,
+      assets,
+      holdTtlMs: 121_000,
+      authorizationPollMs: 20,
+      transport: keeping(sent),
+      guardParameters: { clock },
+    })
+    const before = await balanceOf(payer)
+    await expect(pay(`${resource.url}/drop`)).rejects.toThrow()
+    expect(events.at(-1)).toMatchObject({ type: 'unresolved' })
+    // The hold's TTL runs out before the payee settles.
+    clock.advance(122_000)
+    expect(await guard.expireHolds()).toBe(1)
+    expect(await guard.get(taskId)).toMatchObject({ spent: 0n, reserved: 0n })
+    await settleLater(sent[0] as string)
+    await until(events, 'captured')
+    expect(before - (await balanceOf(payer))).toBe(price)
+    const [entry] = await guard.entries(taskId)
+    expect(entry).toMatchObject({ amount: price, holdId: undefined, reason: expect.stringContaining('recorded after its hold expired') })
+    expect(entry?.id).toMatch(/^x402_hold_/)
+    expect((await guard.holds(taskId)).map((h) => h.status)).toEqual(['expired'])
+    expect(await guard.get(taskId)).toMatchObject({ spent: price, reserved: 0n, entryCount: 1 })
+    expect(await guard.verify()).toEqual({ ok: true, problems: [] })
+  })
+
+  test('behavior: another hook that aborts a payment after the adapter reserved it leaves no hold behind', async () => {
+    const guard = await guards.guard()
+    await guard.allocate(taskId, { total: 100_000n, asset: 'USDC', decimals: 6 })
+    const { client, signatures } = payingClient(payerKey)
+    createX402Guard({ guard, taskId, assets: [{ network, asset: token }] }).register(client)
+    // An application policy registered after the guard; with the hooks alone (no wrapFetch).
+    client.onBeforePaymentCreation(async () => ({ abort: true, reason: 'policy: resource not allowed' }))
+    const pay = wrapFetchWithPayment(fetch, client)
+    for (let i = 0; i < 3; i++) await expect(pay(`${resource.url}/paid`)).rejects.toThrow(/policy: resource not allowed/)
+    expect(signatures()).toBe(0)
+    expect((await guard.holds(taskId)).map((h) => h.status)).toEqual(['released', 'released', 'released'])
+    expect(await guard.get(taskId)).toMatchObject({ spent: 0n, reserved: 0n })
+  })
+
+  test('behavior: a request that already carries a payment header is refused before anything is reserved or signed', async () => {
+    const { guard, pay, signatures } = await setup({ total: 100_000n })
+    for (const [input, init] of [
+      [`${resource.url}/paid`, { headers: { 'PAYMENT-SIGNATURE': 'e30=' } }],
+      [new Request(`${resource.url}/paid`, { headers: { 'X-PAYMENT': 'e30=' } }), undefined],
+    ] as const)
+      await expect(pay(input as string, init)).rejects.toMatchObject({ name: 'InvalidArgumentError', argument: 'headers' })
+    expect(signatures()).toBe(0)
+    expect(await guard.holds(taskId)).toEqual([])
+  })
+
+  test('behavior: an observer that throws or rejects changes nothing', async () => {
+    // A rejection nobody handles would end the agent's process.
+    const unhandled: unknown[] = []
+    const note = (reason: unknown) => void unhandled.push(reason)
+    process.on('unhandledRejection', note)
+    onTestFinished(() => void process.off('unhandledRejection', note))
+    for (const observe of [
+      () => {
+        throw new Error('log sink down')
+      },
+      async () => {
+        throw new Error('log sink down')
+      },
+    ]) {
+      const { guard, pay, events } = await setup({ total: 100_000n, observe })
+      expect((await pay(`${resource.url}/paid`)).status).toBe(200)
+      await new Promise((resolve) => setTimeout(resolve, 20))
+      expect(events.map((e) => e.type)).toEqual(['reserved', 'captured'])
+      expect(await guard.get(taskId)).toMatchObject({ spent: price, reserved: 0n })
+    }
+    expect(unhandled).toEqual([])
+  })
+
   test('behavior: a pending exact settlement whose transaction paid the payee nothing stays reserved', async () => {
     // The payee answers "pending" naming the token's mint: its receipt shows nothing moved to the
     // payee, yet the signed authorization may have been settled, or may still be.
@@ -767,6 +890,36 @@ describe('x402 settled amount', () => {
 
   test('behavior: a scheme that settles up to the signed value reports its own amount', async () => {
     expect(await settle('250', 'upto')).toEqual({ amount: 250n, source: 'response' })
+  })
+
+  test('behavior: with a client, what the transaction moved counts rather than the amount the payee reports', async () => {
+    // A real transfer of 700 from the payer to the payee, reported as 1.
+    const account = privateKeyToAccount(payerKey)
+    const wallet = createWalletClient({ chain: publicClient.chain, transport: http(anvil.rpcUrl), account })
+    const hash = await wallet.writeContract({ address: token, abi: testUsdcAbi, functionName: 'transfer', args: [payee, 700n], chain: publicClient.chain })
+    await publicClient.waitForTransactionReceipt({ hash, pollingInterval: 20 })
+    const upto = { scheme: 'upto', network, asset: token, amount: '1000', payTo: payee, maxTimeoutSeconds: 60, extra: {} } as never
+    const signed = { x402Version: 2, payload: { permit2Authorization: { from: account.address, permitted: { token, amount: '1000' } } } } as never
+    const settled = (transaction: Hex, amount: string) =>
+      settledAmount({ settlement: { success: true, transaction, network, payer: account.address, amount } as never, payload: signed, requirements: upto, reserved: 1000n, publicClient, receiptTimeoutMs: 1_000 })
+    expect(await settled(hash, '1')).toEqual({ amount: 700n, source: 'receipt' })
+    // A transaction that never lands: the most that may have left.
+    expect(await settled(`0x${'ef'.repeat(32)}`, '1')).toEqual({ amount: 1000n, source: 'reserved' })
+  })
+
+  test('behavior: an exact settlement naming a transaction that never lands is answered without waiting for it', async () => {
+    const began = Date.now()
+    const settled = await settledAmount({
+      settlement: settlement(undefined),
+      payload,
+      requirements: requirements('exact'),
+      reserved: 1000n,
+      publicClient,
+      receiptTimeoutMs: 30_000,
+    })
+    expect(settled).toEqual({ amount: 1000n, source: 'authorization' })
+    // Waiting for that receipt would take the whole 30 s.
+    expect(Date.now() - began).toBeLessThan(10_000)
   })
 
   test('behavior: a settlement claiming more than the payer authorized is not believed', async () => {

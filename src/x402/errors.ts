@@ -52,3 +52,35 @@ export class X402VersionNotSupportedError extends SpendguardError {
     this.x402Version = x402Version
   }
 }
+
+/**
+ * The server asks for a payment that stays valid (`maxTimeoutSeconds`) at least as long as the
+ * adapter's holds live (`holdTtlMs`): the hold could expire, and its amount be spent again,
+ * while the payee can still settle the signed payment. Thrown before anything is reserved or
+ * signed.
+ *
+ * @example
+ * import { X402ValidityTooLongError } from 'spendguard'
+ *
+ * try {
+ *   await pay('https://api.example.com/search')
+ * } catch (error) {
+ *   if (error instanceof X402ValidityTooLongError) console.log(error.maxTimeoutSeconds, error.holdTtlMs)
+ * }
+ */
+export class X402ValidityTooLongError extends SpendguardError {
+  override name = 'X402ValidityTooLongError'
+  override readonly code = 'X402_VALIDITY_TOO_LONG'
+  readonly taskId: string
+  readonly maxTimeoutSeconds: unknown
+  readonly holdTtlMs: number
+  constructor({ taskId, maxTimeoutSeconds, holdTtlMs }: { taskId: string; maxTimeoutSeconds: unknown; holdTtlMs: number }) {
+    super(
+      `x402 payment for task "${taskId}" would stay valid for ${String(maxTimeoutSeconds)} s, not less than the hold's ${holdTtlMs} ms.`,
+      { details: 'Raise `holdTtlMs` above the servers\' `maxTimeoutSeconds` (with the chain\'s finality delay), or leave it unset.' },
+    )
+    this.taskId = taskId
+    this.maxTimeoutSeconds = maxTimeoutSeconds
+    this.holdTtlMs = holdTtlMs
+  }
+}

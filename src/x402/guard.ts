@@ -6,14 +6,14 @@ import type {
   PaymentResponseContext,
   x402Client,
 } from '@x402/core/client'
-import type { PaymentPayload, PaymentRequirements, SettleResponse } from '@x402/core/types'
+import type { PaymentPayload, PaymentRequired, PaymentRequirements, SettleResponse } from '@x402/core/types'
 import { wrapFetchWithPayment } from '@x402/fetch'
 import { type PublicClient, isAddress, isAddressEqual } from 'viem'
 import { GuardDestroyedError, HoldNotOpenError, InvalidAmountError, InvalidArgumentError } from '../engine/errors.ts'
 import type { Guard } from '../engine/guard.ts'
 import type { Hold, SpendEntry } from '../engine/types.ts'
 import { assertId, optionalCount, optionalText, optionalTtlMs } from '../engine/validate.ts'
-import { X402AssetNotAllowedError, X402VersionNotSupportedError } from './errors.ts'
+import { X402AssetNotAllowedError, X402ValidityTooLongError, X402VersionNotSupportedError } from './errors.ts'
 import {
   type SettledAmountSource,
   atMostReserved,
@@ -55,8 +55,10 @@ export type CreateX402GuardParameters = {
   assets: readonly X402Asset[]
   /**
    * Lifetime of each hold; the engine releases a hold that outlives it. Unset: holds live until the
-   * payment's response (or, with {@link X402Guard.wrapFetch}, the end of the request). Set it longer
-   * than the servers' `maxTimeoutSeconds`, or a late settlement finds its hold expired.
+   * payment's response (or, with {@link X402Guard.wrapFetch}, the end of the request). A
+   * requirement whose `maxTimeoutSeconds` is not below it is refused before signing
+   * ({@link X402ValidityTooLongError}); a payment found settled after its hold expired is
+   * recorded as a spend without a hold.
    */
   holdTtlMs?: number | undefined
   /** `tool` of every spend entry. */
@@ -72,8 +74,11 @@ export type CreateX402GuardParameters = {
    * whose process ends first stays reserved.
    */
   authorizationPollMs?: number | undefined
-  /** Told about every hold the adapter reserves, captures or releases, for logs and metrics (what it throws is ignored). */
-  onPayment?: ((event: X402PaymentEvent) => void) | undefined
+  /**
+   * Told about every hold the adapter reserves, captures or releases, for logs and metrics (what
+   * it throws, or the promise it returns rejects with, is ignored).
+   */
+  onPayment?: ((event: X402PaymentEvent) => unknown) | undefined
 }
 
 /** What happened to one payment's hold. */
@@ -177,11 +182,15 @@ export function createX402Guard(parameters: CreateX402GuardParameters): X402Guar
   const reservedByRequirements = new WeakMap<PaymentRequirements, Payment[]>()
   /** Signed payments waiting for their response, by the payload the client sends. */
   const signedByPayload = new WeakMap<PaymentPayload, Payment>()
+  /** The payments one `createPaymentPayload` call of a guarded client reserved. */
+  const creating = new AsyncLocalStorage<Payment[]>()
   const chainChecks = new Map<X402Asset, Promise<void>>()
 
   function emit(event: X402PaymentEvent): void {
     try {
-      onPayment?.(event)
+      // An observer may be async: its rejection is dropped as its throw is.
+      const observed: unknown = onPayment?.(event)
+      if (typeof (observed as PromiseLike<unknown> | undefined)?.then === 'function') Promise.resolve(observed).catch(() => {})
     } catch {
       // An observer cannot undo a payment: its error must not leave a hold behind.
     }
@@ -221,6 +230,11 @@ export function createX402Guard(parameters: CreateX402GuardParameters): X402Guar
     const amount = parseAtomicAmount(requirements.amount)
     if (amount === undefined)
       throw new InvalidAmountError({ value: requirements.amount, reason: 'an x402 amount is an integer string in the smallest unit' })
+    // The signed payment stays good for maxTimeoutSeconds: a hold that expired first would free
+    // its amount while the payee can still take it.
+    const validFor = requirements.maxTimeoutSeconds
+    if (holdTtlMs !== undefined && !(typeof validFor === 'number' && validFor >= 0 && validFor * 1000 < holdTtlMs))
+      throw new X402ValidityTooLongError({ taskId, maxTimeoutSeconds: validFor, holdTtlMs })
     await checkChain(asset)
     const hold = await guard.reserve(taskId, amount, { ttlMs: holdTtlMs })
     const resource = paymentRequired.resource?.url
@@ -238,6 +252,7 @@ export function createX402Guard(parameters: CreateX402GuardParameters): X402Guar
       throw error
     }
     call?.payments.push(payment)
+    creating.getStore()?.push(payment)
     const reserved = reservedByRequirements.get(context.selectedRequirements)
     if (reserved) reserved.push(payment)
     else reservedByRequirements.set(context.selectedRequirements, [payment])
@@ -256,6 +271,28 @@ export function createX402Guard(parameters: CreateX402GuardParameters): X402Guar
     payment.state = 'signed'
     payment.payload = context.paymentPayload
     signedByPayload.set(context.paymentPayload, payment)
+  }
+
+  /**
+   * Runs a guarded client's `createPaymentPayload`. A payload that never came back was never
+   * sent: what the call reserved or signed is released. (Another hook that aborts after the
+   * adapter's reserve ends the call without the client's failure hooks.)
+   */
+  async function createGuarded(create: x402Client['createPaymentPayload'], paymentRequired: PaymentRequired): Promise<PaymentPayload> {
+    const created: Payment[] = []
+    try {
+      return await creating.run(created, () => create(paymentRequired))
+    } catch (error) {
+      for (const payment of created) {
+        if (payment.state !== 'reserved' && payment.state !== 'signed') continue
+        const reserved = reservedByRequirements.get(payment.requirements)
+        const at = reserved?.indexOf(payment) ?? -1
+        if (reserved && at >= 0) reserved.splice(at, 1)
+        if (payment.payload) signedByPayload.delete(payment.payload)
+        await release(payment, `payment creation failed: ${messageOf(error)}`)
+      }
+      throw error
+    }
   }
 
   async function onPaymentCreationFailure(context: PaymentCreationFailureContext): Promise<void> {
@@ -333,7 +370,16 @@ export function createX402Guard(parameters: CreateX402GuardParameters): X402Guar
       await release(payment, `settlement ${settlement?.transaction} moved nothing to ${payment.requirements.payTo}`, settlement)
       return
     }
-    const entry = await guard.capture(payment.hold.id, amount, { peer: peerOf(payment.resource), tool, reason })
+    const peer = peerOf(payment.resource)
+    let entry: SpendEntry
+    try {
+      entry = await guard.capture(payment.hold.id, amount, { peer, tool, reason })
+    } catch (error) {
+      // The hold's TTL ran out before the payment was known settled; the money left all the
+      // same. It is recorded, once (keyed by the hold), as a spend without a hold.
+      if (!(error instanceof HoldNotOpenError) || error.status !== 'expired') throw error
+      entry = await guard.record(taskId, { id: `x402_${payment.hold.id}`, amount, peer, tool, reason: `${reason}; recorded after its hold expired` })
+    }
     emit({ type: 'captured', hold: payment.hold, entry, settlement, amountSource })
   }
 
@@ -395,14 +441,15 @@ export function createX402Guard(parameters: CreateX402GuardParameters): X402Guar
   }
 
   /**
-   * A signed payment whose request failed without an answer. A request whose connection never
-   * opened never left, so nothing can settle it: released. Any other failure may have come
-   * after the server settled (a server that drops every answer would otherwise have its payments
+   * A signed payment whose request failed without an answer. Any failure may have come after the
+   * server settled (a server that drops every answer would otherwise have its payments
    * forgotten): the hold stays reserved (until its TTL, if any) unless the chain tells (see
-   * {@link unresolved}).
+   * {@link unresolved}). Even a connection that never opened may be a redirect's, after the
+   * first server took the payment: only where the chain cannot tell is such a request taken as
+   * never sent, and released.
    */
   async function unanswered(payment: Payment, reason: string, error: unknown): Promise<void> {
-    if (neverSent(error)) return release(payment, reason)
+    if (neverSent(error) && !chainCanTell(payment)) return release(payment, reason)
     payment.state = 'closed'
     if (!(await settledOnChain(payment, reason))) unresolved(payment, `${reason}; the server may have settled the payment`)
   }
@@ -466,8 +513,10 @@ export function createX402Guard(parameters: CreateX402GuardParameters): X402Guar
     const poll = () => {
       const timer = setTimeout(async () => {
         try {
-          // Settled some other way meanwhile (released by hand, expired by its TTL): nothing to look up.
-          if ((await guard.hold(payment.hold.id)).status !== 'open') return
+          // Settled some other way meanwhile (captured, or released by hand): nothing to look up. A
+          // hold its TTL expired is still looked after: the payee may yet use the authorization.
+          const status = (await guard.hold(payment.hold.id)).status
+          if (status !== 'open' && status !== 'expired') return
           if (!(await settledOnChain(payment, reason))) poll()
         } catch (error) {
           // Settled some other way between the look-up and the write, or the guard is gone.
@@ -491,6 +540,8 @@ export function createX402Guard(parameters: CreateX402GuardParameters): X402Guar
           reason: 'a client no other spendguard adapter guards (each payment would be reserved twice)',
         })
       guardedClients.add(client)
+      const create = client.createPaymentPayload.bind(client)
+      client.createPaymentPayload = (paymentRequired) => createGuarded(create, paymentRequired)
       client
         .onBeforePaymentCreation(beforePaymentCreation)
         .onAfterPaymentCreation(afterPaymentCreation)
@@ -503,6 +554,14 @@ export function createX402Guard(parameters: CreateX402GuardParameters): X402Guar
       if (typeof paidFetch !== 'function')
         throw new InvalidArgumentError({ argument: 'paidFetch', value: paidFetch, reason: 'a fetch function' })
       return async (input, init) => {
+        // A request that carries a payment of its own would be signed for again and never sent
+        // with it: refused before anything is reserved.
+        if (carriesPayment(input, init))
+          throw new InvalidArgumentError({
+            argument: 'headers',
+            value: 'PAYMENT-SIGNATURE',
+            reason: 'a request without a payment header: the guarded client makes and signs the payment',
+          })
         const call: Call = { payments: [] }
         let response: Response
         try {
@@ -588,6 +647,13 @@ function failureReason(context: PaymentResponseContext): string {
   if (context.paymentRequired) return `payment refused: ${context.paymentRequired.error ?? 'the server asked for payment again'}`
   if (context.error) return `payment response error: ${messageOf(context.error)}`
   return 'no settlement in the response'
+}
+
+/** Whether a request's headers already carry an x402 payment (as `@x402/fetch` tells them). */
+function carriesPayment(input: string | URL | Request, init: RequestInit | undefined): boolean {
+  // Headers given to the call replace the request's own.
+  const headers = init?.headers !== undefined ? new Headers(init.headers) : input instanceof Request ? input.headers : undefined
+  return headers !== undefined && (headers.has('PAYMENT-SIGNATURE') || headers.has('X-PAYMENT'))
 }
 
 /** Codes of a connection that never opened: a request failing with one never left. */

@@ -5,6 +5,6 @@
  */
 export { createX402Guard, wrapFetchWithSpendguard } from './guard.ts'
 export type { CreateX402GuardParameters, FetchLike, X402Asset, X402Guard, X402PaymentEvent } from './guard.ts'
-export { X402AssetNotAllowedError, X402VersionNotSupportedError } from './errors.ts'
+export { X402AssetNotAllowedError, X402ValidityTooLongError, X402VersionNotSupportedError } from './errors.ts'
 export { authorizationOutcome, parseAtomicAmount, receiptTransferAmount, settledAmount, signedAuthorization } from './settled.ts'
 export type { AuthorizationOutcome, ReceiptTransferParameters, SettledAmount, SettledAmountParameters, SettledAmountSource } from './settled.ts'

@@ -47,6 +47,14 @@ async function listen(server: Server): Promise<number> {
   return (server.address() as AddressInfo).port
 }
 
+/** A loopback port nothing listens on (it was free a moment ago). */
+async function closedPort(): Promise<number> {
+  const server = createServer()
+  const port = await listen(server)
+  await close(server)
+  return port
+}
+
 function close(server: Server): Promise<void> {
   return new Promise((resolve) => {
     server.closeAllConnections()
@@ -175,7 +183,8 @@ export type LocalResourceServer = {
  * (a network error after the client signed); `GET /lapse` does the same to payments valid for
  * only 2 s; `GET /brief` answers like `/paid` but asks for payments valid for only 2 s; `GET
  * /take` costs the same, settles, and then drops the connection instead of answering (a server
- * that keeps the money and the answer).
+ * that keeps the money and the answer); `GET /detour` costs the same, settles, and redirects
+ * (307) to a port where nothing listens, so the client's request fails as if it never connected.
  */
 export async function startResourceServer(parameters: ResourceServerParameters): Promise<LocalResourceServer> {
   const { network, asset, domain, payTo, price } = parameters
@@ -198,6 +207,7 @@ export async function startResourceServer(parameters: ResourceServerParameters):
         'GET /take': { accepts, description: 'A payment taken, no answer', mimeType: 'application/json' },
         'GET /lapse': { accepts: { ...accepts, maxTimeoutSeconds: 2 }, description: 'A brief payment that drops', mimeType: 'application/json' },
         'GET /brief': { accepts: { ...accepts, maxTimeoutSeconds: 2 }, description: 'A brief payment', mimeType: 'application/json' },
+        'GET /detour': { accepts, description: 'A payment taken, then a redirect nowhere', mimeType: 'application/json' },
       },
       resourceServer,
     ),
@@ -207,6 +217,8 @@ export async function startResourceServer(parameters: ResourceServerParameters):
   app.get('/take', (c) => c.json({ answer: 0 }))
   app.get('/lapse', (c) => c.json({ answer: 0 }))
   app.get('/brief', (c) => c.json({ answer: 42 }))
+  const nowhere = await closedPort()
+  app.get('/detour', (c) => c.redirect(`http://${host}:${nowhere}/`, 307))
 
   const listener = getRequestListener(app.fetch)
   const server = createServer((request, response) => {

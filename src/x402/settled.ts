@@ -3,9 +3,10 @@ import { type Address, type Hex, type PublicClient, isAddress, isAddressEqual, i
 import { maxAmount } from '../engine/amount.ts'
 
 /**
- * How the adapter knows what a settlement moved, in the order it looks:
+ * How the adapter knows what a settlement moved:
  * - `response`: the settlement response's own `amount` (schemes that settle less than the
- *   maximum, such as `upto`, report it);
+ *   maximum, such as `upto`, report it), taken as it is only where no client can read the
+ *   transaction;
  * - `receipt`: the ERC-20 `Transfer` logs from the payer to `payTo` in the settlement
  *   transaction, read through the viem client configured for the asset;
  * - `authorization`: the value the payer signed, for the `exact` scheme only, where the
@@ -102,7 +103,8 @@ export type ReceiptTransferParameters = {
 
 /**
  * What a transaction moved of `asset` from `from` to `to`: the sum of its ERC-20 `Transfer`
- * logs; 0 when it reverted. Waits for the receipt up to `timeoutMs`.
+ * logs; 0 when it reverted. Waits for the receipt up to `timeoutMs` (0: reads it once, without
+ * waiting).
  *
  * @example
  * import { receiptTransferAmount } from 'spendguard'
@@ -110,10 +112,10 @@ export type ReceiptTransferParameters = {
  * const moved = await receiptTransferAmount(publicClient, { transaction, asset: usdc, from: payer, to: payTo })
  */
 export async function receiptTransferAmount(client: PublicClient, parameters: ReceiptTransferParameters): Promise<bigint> {
-  const receipt = await client.waitForTransactionReceipt({
-    hash: parameters.transaction,
-    timeout: parameters.timeoutMs ?? receiptTimeoutMsDefault,
-  })
+  const receipt =
+    parameters.timeoutMs === 0
+      ? await client.getTransactionReceipt({ hash: parameters.transaction })
+      : await client.waitForTransactionReceipt({ hash: parameters.transaction, timeout: parameters.timeoutMs ?? receiptTimeoutMsDefault })
   if (receipt.status !== 'success') return 0n
   const logs = parseEventLogs({
     abi: transferEvent,
@@ -247,8 +249,9 @@ export async function settlementReceiptAmount(parameters: Omit<SettledAmountPara
  * a larger figure would charge the budget for money that never left). For `exact`, a smaller
  * one is not believed either: the signed authorization stays good until it expires, and a payee
  * could otherwise free budget it has been paid. An amount of 0 means the evidence says nothing
- * moved (a reverted transaction, or no matching transfer in it); never for `exact`. When the
- * receipt cannot be read in time, the next source is used.
+ * moved (a reverted transaction, or no matching transfer in it); never for `exact`. For other
+ * schemes, with a `publicClient` and a transaction, the receipt decides rather than the payee's
+ * reported amount, and a receipt that cannot be read in time counts the hold's amount.
  *
  * @example
  * import { settledAmount } from 'spendguard'
@@ -262,11 +265,18 @@ export async function settledAmount(parameters: SettledAmountParameters): Promis
   if (signed !== undefined) {
     // `exact` moves what was signed or nothing, and this settlement succeeded.
     if (reported === signed) return { amount: signed, source: 'response' }
-    if (reported === undefined && (await settlementReceiptAmount(parameters)) === signed) return { amount: signed, source: 'receipt' }
+    // The receipt only names the source here, so it is read once, never waited for: a payee
+    // naming a transaction that never lands cannot hold the answer back.
+    if (reported === undefined && (await settlementReceiptAmount({ ...parameters, receiptTimeoutMs: 0 })) === signed)
+      return { amount: signed, source: 'receipt' }
     return { amount: signed, source: 'authorization' }
   }
+  if (parameters.publicClient !== undefined && settlement.transaction) {
+    // Where the chain can be asked, the payee's own figure is not taken: what the transaction
+    // moved counts, and when that cannot be read, the most that may have left.
+    const moved = await settlementReceiptAmount(parameters)
+    return moved !== undefined ? atMostReserved(moved, 'receipt', reserved) : { amount: reserved, source: 'reserved' }
+  }
   if (reported !== undefined) return atMostReserved(reported, 'response', reserved)
-  const moved = await settlementReceiptAmount(parameters)
-  if (moved !== undefined) return atMostReserved(moved, 'receipt', reserved)
   return { amount: reserved, source: 'reserved' }
 }
