@@ -2,7 +2,13 @@ import type { ClientEvmSigner } from '@x402/evm'
 import { ExactEvmScheme } from '@x402/evm/exact/client'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { decodePaymentResponseHeader, decodePaymentSignatureHeader, encodePaymentResponseHeader } from '@x402/core/http'
+import {
+  decodePaymentRequiredHeader,
+  decodePaymentResponseHeader,
+  decodePaymentSignatureHeader,
+  encodePaymentRequiredHeader,
+  encodePaymentResponseHeader,
+} from '@x402/core/http'
 import { wrapFetchWithPayment, x402Client } from '@x402/fetch'
 import type { SettleResponse } from '@x402/core/types'
 import {
@@ -37,6 +43,7 @@ import {
   wrapFetchWithSpendguard,
 } from '../src/index.ts'
 import { type AnvilInstance, startAnvil } from './helpers/anvil.ts'
+import { installPermit2Nonces, permit2NoncesAbi } from './helpers/permit2.ts'
 import { manualClock, useGuards } from './helpers/guard.ts'
 import { sqliteTarget } from './helpers/stores.ts'
 import { type LocalFacilitator, type LocalResourceServer, startFacilitator, startResourceServer } from './helpers/x402.ts'
@@ -226,11 +233,30 @@ async function settleLater(header: string): Promise<void> {
  * for anvil to call it finalized.
  */
 async function finalizePast(header: string, meanwhile: () => unknown): Promise<void> {
-  const authorization = decodePaymentSignatureHeader(header).payload.authorization as { validBefore: string }
-  await new Promise((resolve) => setTimeout(resolve, Math.max(0, Number(authorization.validBefore) * 1000 - Date.now() + 1_100)))
+  const signed = decodePaymentSignatureHeader(header).payload as { authorization?: { validBefore: string }; permit2Authorization?: { deadline: string } }
+  const lastValid = Number(signed.authorization?.validBefore ?? signed.permit2Authorization?.deadline)
+  await new Promise((resolve) => setTimeout(resolve, Math.max(0, lastValid * 1000 - Date.now() + 1_100)))
   await meanwhile()
   await publicClient.request({ method: 'evm_mine' } as never)
   await publicClient.request({ method: 'anvil_mine', params: ['0x40', '0x0'] } as never)
+}
+
+/**
+ * A transport through which every server asks for Permit2 payments (`assetTransferMethod`), as
+ * a server may; it keeps the payment header of every request it sends, as its receiver can.
+ */
+function askingPermit2(sent: string[]): typeof fetch {
+  return async (input, init) => {
+    const request = new Request(input, init)
+    const header = request.headers.get('PAYMENT-SIGNATURE')
+    if (header) sent.push(header)
+    const response = await fetch(request)
+    const required = response.headers.get('PAYMENT-REQUIRED')
+    if (header || response.status !== 402 || !required) return response
+    const asked = decodePaymentRequiredHeader(required)
+    for (const accepts of asked.accepts) accepts.extra = { ...accepts.extra, assetTransferMethod: 'permit2' }
+    return new Response('{}', { status: 402, headers: { 'PAYMENT-REQUIRED': encodePaymentRequiredHeader(asked) } })
+  }
 }
 
 /** Resolves once the newest event is of `type`; fails after 15 s, naming the events seen. */
@@ -793,6 +819,45 @@ describe('x402 adapter, end to end on anvil', () => {
       expect(await guard.get(taskId)).toMatchObject({ spent: price, reserved: 0n })
     }
     expect(unhandled).toEqual([])
+  })
+
+  test('behavior: with a client, a Permit2 payment the server answered as failed is settled by the chain: captured once its nonce is spent, released once it expired', async () => {
+    // The server picks how the payer signs: here a Permit2 signature transfer, which the server
+    // refuses, while keeping it valid until its deadline.
+    const permit2 = await installPermit2Nonces(publicClient)
+    const sent: string[] = []
+    const assets = [{ network, asset: token, publicClient }]
+    const { guard, pay, events } = await setup({ total: 100_000n, assets, authorizationPollMs: 20, transport: askingPermit2(sent) })
+    facilitator.mode = 'fail'
+    onTestFinished(() => void (facilitator.mode = 'settle'))
+    expect((await pay(`${resource.url}/paid`)).status).toBe(402)
+    expect(decodePaymentSignatureHeader(sent[0] as string).payload).toHaveProperty('permit2Authorization')
+    expect(events.at(-1)).toMatchObject({ type: 'unresolved' })
+    expect(await guard.get(taskId)).toMatchObject({ spent: 0n, reserved: price })
+
+    // Its nonce spent on Permit2 (by the payer here; a transfer spends it the same way): captured.
+    const nonce = BigInt((decodePaymentSignatureHeader(sent[0] as string).payload.permit2Authorization as { nonce: string }).nonce)
+    const payer = createWalletClient({ chain: publicClient.chain, transport: http(anvil.rpcUrl), account: privateKeyToAccount(payerKey) })
+    const spent = await payer.writeContract({
+      address: permit2,
+      abi: permit2NoncesAbi,
+      functionName: 'invalidateUnorderedNonces',
+      args: [nonce >> 8n, 1n << (nonce & 255n)],
+      chain: publicClient.chain,
+    })
+    await publicClient.waitForTransactionReceipt({ hash: spent, pollingInterval: 20 })
+    await until(events, 'captured')
+    expect(events.at(-1)).toMatchObject({ type: 'captured', amountSource: 'authorization', entry: { amount: price } })
+    expect(await guard.get(taskId)).toMatchObject({ spent: price, reserved: 0n })
+
+    // One valid for 2 s, never used: released once a finalized block is past its deadline.
+    expect((await pay(`${resource.url}/brief`)).status).toBe(402)
+    expect(await guard.get(taskId)).toMatchObject({ spent: price, reserved: price })
+    await finalizePast(sent[1] as string, async () => expect(await guard.get(taskId)).toMatchObject({ reserved: price }))
+    await until(events, 'released')
+    expect(events.at(-1)).toMatchObject({ type: 'released', reason: expect.stringContaining('authorization expired unused') })
+    expect(await guard.get(taskId)).toMatchObject({ spent: price, reserved: 0n })
+    expect(await guard.verify()).toEqual({ ok: true, problems: [] })
   })
 
   test('behavior: a pending exact settlement whose transaction paid the payee nothing stays reserved', async () => {

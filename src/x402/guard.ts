@@ -68,7 +68,8 @@ export type CreateX402GuardParameters = {
   /**
    * How often a payment left unresolved (including one the server answered as failed while its
    * authorization can still be used) is looked up again on chain, when its asset has a
-   * `publicClient` and it carries an EIP-3009 authorization (default 15,000 ms): until the chain
+   * `publicClient` and it carries a signed transfer the chain can be asked about (an EIP-3009
+   * authorization or a Permit2 signature transfer; default 15,000 ms): until the chain
    * shows the authorization used (its signed value is captured) or expired unused in a
    * finalized block (the hold is released). The lookups do not keep the process alive; a hold
    * whose process ends first stays reserved.
@@ -466,7 +467,7 @@ export function createX402Guard(parameters: CreateX402GuardParameters): X402Guar
     return true
   }
 
-  /** Whether the chain can say what became of the payment: an EIP-3009 authorization, and a client to ask. */
+  /** Whether the chain can say what became of the payment: a signed transfer it can be asked about, and a client to ask. */
   function chainCanTell(payment: Payment): boolean {
     const { payload, asset, requirements } = payment
     return payload !== undefined && asset.publicClient !== undefined && isAddress(requirements.asset, loose) && transferAuthorization(payload) !== undefined
@@ -479,7 +480,7 @@ export function createX402Guard(parameters: CreateX402GuardParameters): X402Guar
 
   /**
    * A payment the server answered as not settled. Its word is checked where the chain can
-   * tell (an EIP-3009 authorization, a `publicClient` for its asset): an unused authorization
+   * tell (an EIP-3009 or Permit2 signed transfer, a `publicClient` for its asset): an unused one
    * stays valid until its `validBefore`, and whoever holds it (the server) may still settle it
    * after answering. So the hold is captured if the authorization is used, released once it
    * expired unused, and otherwise kept reserved and looked up again (see {@link unresolved}),
@@ -495,7 +496,7 @@ export function createX402Guard(parameters: CreateX402GuardParameters): X402Guar
     return release(payment, reason, settlement)
   }
 
-  /** An EIP-3009 authorization the chain shows used moved its signed value (never more than the hold). */
+  /** A signed transfer the chain shows used moved its signed value (never more than the hold). */
   async function captureAuthorized(payment: Payment, reason: string): Promise<void> {
     const signed = payment.payload && signedAuthorization(payment.payload.payload).value
     const settled = atMostReserved(signed ?? payment.hold.amount, 'authorization', payment.hold.amount)
@@ -504,7 +505,7 @@ export function createX402Guard(parameters: CreateX402GuardParameters): X402Guar
 
   /**
    * Nothing says whether the payment moved money: the hold stays reserved, and where the chain
-   * can tell (an EIP-3009 authorization, a `publicClient` for its asset), it is asked again every
+   * can tell (an EIP-3009 or Permit2 signed transfer, a `publicClient` for its asset), it is asked again every
    * `authorizationPollMs` until the authorization is used (captured) or expired unused (released).
    */
   function unresolved(payment: Payment, reason: string, settlement?: SettleResponse): void {

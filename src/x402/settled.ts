@@ -142,30 +142,65 @@ const authorizationStateAbi = [
   },
 ] as const
 
+/** Permit2's canonical deployment, at one address on every chain: x402's Permit2 payments name it. */
+export const permit2Address = '0x000000000022D473030F116dDEE9F6B43aC78BA3'
+
+const nonceBitmapAbi = [
+  {
+    type: 'function',
+    name: 'nonceBitmap',
+    stateMutability: 'view',
+    inputs: [
+      { name: 'owner', type: 'address' },
+      { name: 'wordPosition', type: 'uint256' },
+    ],
+    outputs: [{ type: 'uint256' }],
+  },
+] as const
+
 /**
- * The EIP-3009 authorization an EVM payload carries (`authorization.{from, nonce, validBefore}`),
- * or undefined for a payload of another shape (Permit2) or a malformed one.
+ * A signed transfer the chain can be asked about:
+ * - `eip3009`: `authorization.{from, nonce, validBefore}`, usable while `block.timestamp <
+ *   validBefore`, used once the token's `authorizationState(from, nonce)` is set;
+ * - `permit2`: `permit2Authorization.{from, nonce, deadline}` (a Permit2 signature transfer),
+ *   usable while `block.timestamp <= deadline`, used once Permit2's bit for the nonce is set.
  */
-export function transferAuthorization(payload: PaymentPayload): { from: Address; nonce: Hex; validBefore: bigint | undefined } | undefined {
-  const authorization = record(payload.payload.authorization)
-  const from = authorization?.from
-  const nonce = authorization?.nonce
-  if (typeof from !== 'string' || !isAddress(from, loose) || typeof nonce !== 'string' || !isHash(nonce)) return undefined
-  return { from, nonce, validBefore: parseAtomicAmount(authorization?.validBefore) }
+export type TransferAuthorization =
+  | { kind: 'eip3009'; from: Address; nonce: Hex; validBefore: bigint | undefined }
+  | { kind: 'permit2'; from: Address; nonce: bigint; deadline: bigint | undefined }
+
+/** The signed transfer an EVM payload carries, or undefined for a payload of another shape or a malformed one. */
+export function transferAuthorization(payload: PaymentPayload): TransferAuthorization | undefined {
+  const eip3009 = record(payload.payload.authorization)
+  if (eip3009) {
+    const { from, nonce } = eip3009
+    if (typeof from !== 'string' || !isAddress(from, loose) || typeof nonce !== 'string' || !isHash(nonce)) return undefined
+    return { kind: 'eip3009', from, nonce, validBefore: parseAtomicAmount(eip3009.validBefore) }
+  }
+  const permit2 = record(payload.payload.permit2Authorization)
+  if (permit2) {
+    const { from } = permit2
+    const nonce = parseAtomicAmount(permit2.nonce)
+    if (typeof from !== 'string' || !isAddress(from, loose) || nonce === undefined) return undefined
+    return { kind: 'permit2', from, nonce, deadline: parseAtomicAmount(permit2.deadline) }
+  }
+  return undefined
 }
 
-/** What the chain says of an EIP-3009 authorization; see {@link authorizationOutcome}. */
+/** What the chain says of a signed transfer; see {@link authorizationOutcome}. */
 export type AuthorizationOutcome = 'used' | 'expired' | 'open'
 
 /**
- * What the chain says of the EIP-3009 authorization an EVM payload carries:
- * - `used`: the token's `authorizationState(from, nonce)` is set in the newest block, so the
- *   authorization moved its signed value to its payee;
- * - `expired`: unused in the newest finalized block, whose timestamp has reached its
- *   `validBefore`: no block after it can use it (EIP-3009 needs `block.timestamp < validBefore`);
+ * What the chain says of the signed transfer an EVM payload carries (an EIP-3009
+ * authorization, or a Permit2 signature transfer at {@link permit2Address}):
+ * - `used`: its nonce is spent in the newest block (the token's `authorizationState(from,
+ *   nonce)`, or Permit2's `nonceBitmap` bit), so it moved its signed value to its payee;
+ * - `expired`: unused in the newest finalized block, whose timestamp is past its last valid
+ *   moment (EIP-3009: `block.timestamp < validBefore`; Permit2: `block.timestamp <= deadline`):
+ *   no block after it can use it;
  * - `open`: unused, and it may still be.
- * `undefined` when that cannot be read: no client, a payload of another shape (Permit2), or a
- * failed call (a token without EIP-3009, or the RPC failed).
+ * `undefined` when that cannot be read: no client, a payload of another shape, or a failed
+ * call (a token without EIP-3009, no Permit2 on the chain, or the RPC failed).
  *
  * @example
  * import { authorizationOutcome } from 'spendguard'
@@ -181,22 +216,29 @@ export async function authorizationOutcome(parameters: {
   const authorization = transferAuthorization(payload)
   const asset = requirements.asset
   if (!publicClient || !authorization || !isAddress(asset, loose)) return undefined
-  const { from, nonce, validBefore } = authorization
+  const lastValid = authorization.kind === 'eip3009' ? authorization.validBefore : authorization.deadline
   try {
     // The finalized block first: the newest block read after it descends from it, so a use in
     // any block up to it shows there. A chain without finalized blocks never says `expired`.
-    const finalized = validBefore === undefined ? undefined : await publicClient.getBlock({ blockTag: 'finalized' }).catch(() => undefined)
-    const used = await publicClient.readContract({
-      address: asset,
-      abi: authorizationStateAbi,
-      functionName: 'authorizationState',
-      args: [from, nonce],
-    })
+    const finalized = lastValid === undefined ? undefined : await publicClient.getBlock({ blockTag: 'finalized' }).catch(() => undefined)
+    const used = authorization.kind === 'eip3009' ? await eip3009Used(publicClient, asset, authorization) : await permit2Used(publicClient, authorization)
     if (used) return 'used'
-    return finalized !== undefined && validBefore !== undefined && finalized.timestamp >= validBefore ? 'expired' : 'open'
+    if (finalized === undefined || lastValid === undefined) return 'open'
+    const past = authorization.kind === 'eip3009' ? finalized.timestamp >= lastValid : finalized.timestamp > lastValid
+    return past ? 'expired' : 'open'
   } catch {
     return undefined
   }
+}
+
+function eip3009Used(client: PublicClient, token: Address, { from, nonce }: { from: Address; nonce: Hex }): Promise<boolean> {
+  return client.readContract({ address: token, abi: authorizationStateAbi, functionName: 'authorizationState', args: [from, nonce] })
+}
+
+/** Permit2 keeps a bitmap of spent nonces per owner: 256 nonces a word. */
+async function permit2Used(client: PublicClient, { from, nonce }: { from: Address; nonce: bigint }): Promise<boolean> {
+  const word = await client.readContract({ address: permit2Address, abi: nonceBitmapAbi, functionName: 'nonceBitmap', args: [from, nonce >> 8n] })
+  return ((word >> (nonce & 255n)) & 1n) === 1n
 }
 
 export type SettledAmountParameters = {
