@@ -17,6 +17,12 @@ import {ISpendingHook} from "./interfaces/ISpendingHook.sol";
 ///      Arguments are read the way the EVM reads calldata: missing bytes are zero.
 ///      Anything else (other account functions, unknown call targets) is not metered; see
 ///      contracts/README.md for what a hook cannot see.
+///      Only the default exec type (`0x00`) runs: in the default type a failed call reverts the
+///      whole execution, this hook's counters and `SpendRecorded` logs with it, so every outflow
+///      that is metered and logged did happen. Any `execute` or `executeFromExecutor` in try mode
+///      (exec type `0x01`) is refused with `TryExecutionRefused`, whatever it calls, because there
+///      the account swallows a failed call and keeps the hook's counters and logs; `postCheck`
+///      cannot tell which calls failed. Other exec types are refused with `UnsupportedExecution`.
 contract SpendingHook is ISpendingHook {
     /// @dev ERC-7579 module type id of a hook.
     uint256 internal constant MODULE_TYPE_HOOK = 4;
@@ -150,7 +156,10 @@ contract SpendingHook is ISpendingHook {
         bool viaExecutor = selector == EXECUTE_FROM_EXECUTOR_SELECTOR;
         bytes1 callType = mode[0];
         bytes1 execType = mode[1];
-        if (execType != EXECTYPE_DEFAULT && execType != EXECTYPE_TRY) revert UnsupportedExecution();
+        // Try mode is refused outright: the account swallows a failed call there, and `postCheck`
+        // cannot tell which calls failed, so an outflow metered here might never happen.
+        if (execType == EXECTYPE_TRY) revert TryExecutionRefused();
+        if (execType != EXECTYPE_DEFAULT) revert UnsupportedExecution();
 
         if (callType == CALLTYPE_SINGLE) {
             _meterSingle(msgSender, executionCalldata, viaExecutor);

@@ -99,8 +99,16 @@ contract MinimalAccountTest is HookTestBase {
     function test_RevertWhen_TryModeOnAccount() public {
         bytes32 mode = bytes32(bytes2(0x0001));
         vm.prank(owner);
+        account.uninstallModule(4, address(hook), "");
+        vm.prank(owner);
         vm.expectRevert(abi.encodeWithSelector(MinimalAccount.UnsupportedExecutionMode.selector, mode));
         account.execute(mode, abi.encodePacked(alice, uint256(1), ""));
+    }
+
+    function test_RevertWhen_TryMode_HookRefusesFirst() public {
+        vm.prank(owner);
+        vm.expectRevert(ISpendingHook.TryExecutionRefused.selector);
+        account.execute(bytes32(bytes2(0x0001)), abi.encodePacked(alice, uint256(1), ""));
     }
 
     function test_RevertWhen_CallFails_BubblesReason() public {

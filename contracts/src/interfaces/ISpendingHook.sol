@@ -100,8 +100,16 @@ interface ISpendingHook {
     error CumulativeLimitExceeded(address token, uint256 amount, uint256 remaining);
 
     /// @notice The execution's call type (delegatecall, static call, anything but single or batch
-    ///         call) or exec type (anything but default or try) cannot be metered, so it is refused.
+    ///         call) or exec type (anything but default; try has `TryExecutionRefused`) cannot be
+    ///         metered, so it is refused.
     error UnsupportedExecution();
+
+    /// @notice The execution is in try mode (exec type `0x01`), which is refused whatever it calls.
+    ///         In try mode the account swallows a failed call instead of reverting, so an outflow
+    ///         that `preCheck` metered and logged could never happen, and `postCheck` cannot tell.
+    ///         Use the default exec type (`0x00`): a failed call then reverts the whole execution,
+    ///         counters and logs included.
+    error TryExecutionRefused();
 
     /// @notice An execution would change the hook itself: a call to the hook other than `setLimits`,
     ///         `setLimits` from an executor module (`executeFromExecutor`, directly or through the
@@ -161,7 +169,8 @@ interface ISpendingHook {
     function spendState(address account, address token) external view returns (SpendState memory state);
 
     /// @notice Called by the account before an execution: meters every outflow it can see, reverts
-    ///         when one goes over a limit, and emits `SpendRecorded` for each.
+    ///         when one goes over a limit, and emits `SpendRecorded` for each. Executions in try
+    ///         mode are refused (`TryExecutionRefused`).
     /// @param msgSender The caller of the account.
     /// @param msgValue The value sent to the account with the call.
     /// @param msgData The account's full calldata.
@@ -170,7 +179,8 @@ interface ISpendingHook {
         external
         returns (bytes memory hookData);
 
-    /// @notice Called by the account after an execution. Does nothing: all checks happen before.
+    /// @notice Called by the account after an execution. Does nothing: all checks happen before (and
+    ///         a try-mode execution, whose failed calls it could not tell apart, never gets here).
     /// @param hookData What `preCheck` returned.
     function postCheck(bytes calldata hookData) external;
 }
