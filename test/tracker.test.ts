@@ -1,4 +1,4 @@
-import { type Address, type Hex, encodeFunctionData, encodePacked, numberToHex, zeroAddress, zeroHash } from 'viem'
+import { type Address, type Hex, encodeFunctionData, encodePacked, erc20Abi, maxUint256, numberToHex, zeroAddress, zeroHash } from 'viem'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import {
   type AlertEvent,
@@ -543,6 +543,71 @@ describe.each(storeTargets)('tracker on $name', (target) => {
         expect((await guard.get('agent')).spent).toBe(paid)
       }
       expect((await guard.entries('agent')).length).toBe(3)
+      expect(await guard.verify()).toEqual({ ok: true, problems: [] })
+    } finally {
+      await proxy.stop()
+    }
+  })
+
+  test('behavior: a getLogs node lagging more than reorgDepthMax blocks never costs a log of the backfill', async () => {
+    const { stack, guard, fromBlock, follow } = await setup()
+    // Range answers lack the newest 12 blocks; blocks at or below head - 4 are read by range.
+    const proxy = await startFaultyRpc(anvil.rpcUrl, { rate: 0, maxRangeBlocks: 1_000, oversizeAboveBlocks: 1_000, slowMs: 0, rangeLagBlocks: 12 })
+    const mine = (blocks: number) => rpc(anvil.rpcUrl, 'anvil_mine', [numberToHex(blocks)])
+    try {
+      const tracker = follow({ rpcUrl: proxy.url, reorgDepthMax: 4, confirmations: 2, pageBlocks: { initialBlocks: 4 } })
+      await tracker.bind({ account: stack.account, sender: stack.owner, taskId: 'agent', token: stack.token })
+      // A backfill: ten blocks of spends, the newest of them final but within the lag.
+      const amounts = await spendMany(stack, 30, 3)
+      await mine(6)
+      expect(await tracker.syncOnce()).toMatchObject({ applied: 30, duplicates: 0 })
+      expect(proxy.counts.lagHidden).toBeGreaterThan(0)
+      expect((await guard.get('agent')).spent).toBe(sum(amounts))
+      // Syncs a few blocks apart: each spend is final at the next sync, and still hidden from range answers.
+      for (const amount of [5n, 7n, 11n]) {
+        const hidden = proxy.counts.lagHidden
+        await stack.pay({ to: peer(1), amount })
+        amounts.push(amount)
+        await mine(8)
+        expect(await tracker.syncOnce()).toMatchObject({ applied: 1, duplicates: 0 })
+        expect(proxy.counts.lagHidden).toBeGreaterThan(hidden)
+        expect((await guard.get('agent')).spent).toBe(sum(amounts))
+      }
+      // A healthy node afterwards finds nothing missing and nothing to count twice.
+      await mine(20)
+      expect(await follow({ reorgDepthMax: 4, confirmations: 2 }).syncOnce()).toMatchObject({ applied: 0, duplicates: 0 })
+      const canonical = (await rpc(anvil.rpcUrl, 'eth_getLogs', [{ address: stack.hook, fromBlock: numberToHex(fromBlock), toBlock: 'latest' }])) as unknown[]
+      expect(canonical).toHaveLength(amounts.length)
+      expect(await guard.get('agent')).toMatchObject({ spent: sum(amounts), entryCount: amounts.length })
+      expect(new Set((await guard.entries('agent')).map((e) => `${e.chain?.blockHash}:${e.chain?.logIndex}`)).size).toBe(amounts.length)
+      expect(await guard.verify()).toEqual({ ok: true, problems: [] })
+    } finally {
+      await proxy.stop()
+    }
+  })
+
+  test('behavior: a bound pair whose counter saturated is read by block hash behind a lagging getLogs node', async () => {
+    const { stack, guard, fromBlock, follow } = await setup()
+    // approve(max) is metered as an outflow of 2^256 - 1: the hook's counter counts nothing more.
+    const approve = encodeFunctionData({ abi: erc20Abi, functionName: 'approve', args: [peer(9), maxUint256] })
+    const data = encodeFunctionData({
+      abi: minimalAccountAbi,
+      functionName: 'execute',
+      args: [zeroHash, encodePacked(['address', 'uint256', 'bytes'], [stack.token, 0n, approve])],
+    })
+    await stack.mined((await rpc(anvil.rpcUrl, 'eth_sendTransaction', [{ from: stack.owner, to: stack.account, data, gas: numberToHex(3_000_000) }])) as Hex)
+    await rpc(anvil.rpcUrl, 'anvil_mine', [numberToHex(30)])
+    for (const amount of [5n, 7n]) await stack.pay({ to: peer(1), amount })
+    await rpc(anvil.rpcUrl, 'anvil_mine', [numberToHex(6)])
+    const proxy = await startFaultyRpc(anvil.rpcUrl, { rate: 0, maxRangeBlocks: 1_000, oversizeAboveBlocks: 1_000, slowMs: 0, rangeLagBlocks: 12 })
+    try {
+      const tracker = follow({ rpcUrl: proxy.url, reorgDepthMax: 4, confirmations: 2 })
+      await tracker.bind({ account: stack.account, taskId: 'agent', token: stack.token })
+      expect(await tracker.syncOnce()).toMatchObject({ applied: 3 })
+      expect(proxy.counts.lagHidden).toBeGreaterThan(0)
+      const canonical = (await rpc(anvil.rpcUrl, 'eth_getLogs', [{ address: stack.hook, fromBlock: numberToHex(fromBlock), toBlock: 'latest' }])) as unknown[]
+      expect(canonical).toHaveLength(3)
+      expect(await guard.get('agent')).toMatchObject({ spent: maxUint256 + 12n, entryCount: 3 })
       expect(await guard.verify()).toEqual({ ok: true, problems: [] })
     } finally {
       await proxy.stop()

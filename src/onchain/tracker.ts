@@ -10,7 +10,17 @@ import { ChainMismatchError, CursorMovedError, ReorgTooDeepError, RpcInconsisten
 import { type PagePolicy, defaultPagePolicy, grow, isRangeError, isRetryable, shrink } from './range.ts'
 import { type BindParameters, type ChainScope, assertScope, bindAccount, listBindings, unbindAccount } from './bindings.ts'
 import * as reconcile from './reconcile.ts'
-import { type BlockHeader, type RpcOptions, assertRpcUrl, createRpcClient, getChainId, getHeader, getRawLogs } from './rpc.ts'
+import {
+  type BlockHeader,
+  type RpcOptions,
+  assertRpcUrl,
+  createRpcClient,
+  getChainId,
+  getCumulativeSpent,
+  getHeader,
+  getRawLogs,
+  isBlockUnknown,
+} from './rpc.ts'
 
 export type CreateTrackerParameters = {
   guard: Guard
@@ -108,8 +118,28 @@ class NodeBehind extends Error {
   }
 }
 
+/** The bindings changed while a pass read pages witnessed for the old ones: the pass starts over. */
+class BindingsChanged extends Error {
+  constructor() {
+    super('bindings changed')
+  }
+}
+
+/** A bound `(account, token)`: the hook counts its spends in `cumulativeSpent`. */
+type Pair = { key: string; account: string; token: string }
+/** `cumulativeSpent` of each pair after one block; undefined when no node could say. */
+type Counters = Map<string, bigint> | undefined
+/** A block that bounds a range of logs, with the counters after it. */
+type Anchor = { number: bigint; hash: string | undefined; counters: Counters }
+
 const passesMax = 32
 const recentUnassignedMax = 20
+/** A range this narrow that the counters do not confirm is read block by block, by hash. */
+const bisectBlocksMin = 8n
+/** Blocks read by hash in one round, at most: headers in memory stay bounded. */
+const byHashChunkBlocks = 256
+const uint256Max = 2n ** 256n - 1n
+const pairKey = (account: string, token: string) => `${account}:${token}`
 
 /**
  * Follows the `SpendRecorded` logs of one SpendingHook on one chain and reconciles them into
@@ -145,6 +175,8 @@ export function createTracker(parameters: CreateTrackerParameters): Tracker {
   const client = p.client ?? createRpcClient(p.rpcUrl as string, { timeoutMs: p.rpcTimeoutMs })
   const store = guard.internal.store
   const scope: ChainScope = { chainId, hook }
+  // Its own queue: counters are read from inside page fetches, which hold slots of theirs.
+  const stateQueue = new PQueue({ concurrency: rpcConcurrency })
 
   let pageBlocks = policy.initialBlocks
   let chainChecked = false
@@ -187,6 +219,101 @@ export function createTracker(parameters: CreateTrackerParameters): Tracker {
   async function fetchBlock(header: BlockHeader): Promise<SpendLog[]> {
     const raw = await getRawLogs(client, { address: hook, topic: spendRecordedTopic, blockHash: header.hash }, rpcOptions)
     return decodeWhere(raw, () => true)
+  }
+
+  /** The bound `(account, token)` pairs: their spends are the ones summed into budgets. */
+  async function boundPairs(): Promise<Pair[]> {
+    const pairs = new Map<string, Pair>()
+    for (const b of await store.chain.bindings(chainId, hook)) pairs.set(pairKey(b.account, b.token), { key: pairKey(b.account, b.token), account: b.account, token: b.token })
+    return [...pairs.values()]
+  }
+
+  /** Each pair's `cumulativeSpent` after the block `hash` names; undefined if any is unknown. */
+  async function readCounters(pairs: Pair[], hash: string): Promise<Counters> {
+    const values = await Promise.all(
+      pairs.map((pair) => stateQueue.add(() => getCumulativeSpent(client, { hook, account: pair.account, token: pair.token, blockHash: hash }, rpcOptions))),
+    ).catch((error: unknown) => {
+      // No node asked had the block yet: wait for them, as for a header they lack.
+      throw isBlockUnknown(error) ? new NodeBehind() : error
+    })
+    const counters = new Map<string, bigint>()
+    for (const [i, pair] of pairs.entries()) {
+      const value = values[i]
+      if (value === undefined) return undefined
+      counters.set(pair.key, value)
+    }
+    return counters
+  }
+
+  /**
+   * Whether `logs` (those of the blocks between `from` and `to`) hold every spend of every
+   * pair: each pair's logs, in order, must carry its counter from its value after `from` to
+   * its value after `to` one amount at a time. A counter at 2^256 − 1 counts nothing more.
+   */
+  function witnessed(pairs: Pair[], from: Anchor, to: Anchor, logs: SpendLog[]): boolean {
+    if (!from.counters || !to.counters) return false
+    const running = new Map(from.counters)
+    for (const log of logs) {
+      const key = pairKey(log.account, log.token)
+      const before = running.get(key)
+      if (before === undefined) continue
+      const after = before + log.amount
+      if (log.cumulativeSpent !== after) return false
+      running.set(key, after)
+    }
+    for (const pair of pairs) {
+      const end = to.counters.get(pair.key)
+      if (end === undefined || end >= uint256Max || running.get(pair.key) !== end) return false
+    }
+    return true
+  }
+
+  /**
+   * The logs of the blocks after `from` up to `to`, complete for every bound pair. `logs` is
+   * a range answer, which a node lacking the newest blocks gives without them; the hook's
+   * counters, read by block hash, say whether anything is missing. A range they do not
+   * confirm is halved (one header and one counter read per pair at its middle) down to a few
+   * blocks, which are read by hash; so is a range whose counters cannot count (saturated,
+   * or state a node no longer keeps). What is returned never depends on a range answer the
+   * counters did not confirm.
+   */
+  async function settle(pairs: Pair[], from: Anchor, to: Anchor, logs: SpendLog[]): Promise<SpendLog[]> {
+    if (pairs.length === 0 || witnessed(pairs, from, to, logs)) return logs
+    const saturated = from.counters && [...from.counters.values()].some((v) => v >= uint256Max)
+    if (!from.counters || !to.counters || saturated || to.number - from.number <= bisectBlocksMin) return readBlocks(from, to)
+    const middle = from.number + (to.number - from.number) / 2n
+    const header = await getHeader(client, middle, rpcOptions)
+    if (!header) throw new NodeBehind()
+    const mid: Anchor = { number: middle, hash: header.hash, counters: await readCounters(pairs, header.hash) }
+    const left = await settle(pairs, from, mid, logs.filter((l) => l.blockNumber <= middle))
+    const right = await settle(pairs, mid, to, logs.filter((l) => l.blockNumber > middle))
+    return left.concat(right)
+  }
+
+  /**
+   * Logs of the blocks after `from` up to `to`, block by block by hash, each header linked to
+   * its parent from `from` to `to`: a node lacking a block has no header or logs to give.
+   */
+  async function readBlocks(from: Anchor, to: Anchor): Promise<SpendLog[]> {
+    const queue = new PQueue({ concurrency: rpcConcurrency })
+    const out: SpendLog[] = []
+    let parent = from.hash
+    for (let a = from.number + 1n; a <= to.number; a += BigInt(byHashChunkBlocks)) {
+      const b = a + BigInt(byHashChunkBlocks) - 1n < to.number ? a + BigInt(byHashChunkBlocks) - 1n : to.number
+      const numbers: bigint[] = []
+      for (let n = a; n <= b; n++) numbers.push(n)
+      const headers = await Promise.all(numbers.map((n) => queue.add(() => getHeader(client, n, rpcOptions)) as Promise<BlockHeader | undefined>))
+      for (const h of headers) {
+        if (!h) throw new NodeBehind()
+        // Final blocks that do not link: nodes on different chains answered; the pass starts over.
+        if (parent !== undefined && h.parentHash !== parent) throw new ChainMoved(false)
+        parent = h.hash
+      }
+      const perBlock = await Promise.all(headers.map((h) => queue.add(() => fetchBlock(h as BlockHeader)) as Promise<SpendLog[]>))
+      for (const logs of perBlock) for (const log of logs) out.push(log)
+    }
+    if (parent !== to.hash) throw new ChainMoved(false)
+    return sortLogs(out)
   }
 
   /** The hook's `SpendRecorded` logs among `raw` that `keep` accepts. */
@@ -286,8 +413,17 @@ export function createTracker(parameters: CreateTrackerParameters): Tracker {
 
     // Final blocks: pages fetched in parallel, applied strictly in block order.
     if (start <= finalHead) {
+      // A range answer is complete only as far as the node giving it had blocks: each page is
+      // checked against the hook's counters of the bound pairs, read by block hash.
+      const pairs = await boundPairs()
+      const pairKeys = new Set(pairs.map((pair) => pair.key))
+      const base = cursor ?? (pending[0] ? { number: pending[0].number, hash: pending[0].hash } : undefined)
+      let before: Anchor = base
+        ? { number: base.number, hash: base.hash, counters: await readCounters(pairs, base.hash) }
+        : // Before the first block nothing was metered; a later start without its parent reads its first page by hash.
+          { number: start - 1n, hash: undefined, counters: start === 0n ? new Map(pairs.map((pair) => [pair.key, 0n])) : undefined }
       const queue = new PQueue({ concurrency: rpcConcurrency })
-      type Page = { from: bigint; to: bigint; logs: SpendLog[]; header: BlockHeader }
+      type Page = { from: bigint; to: bigint; logs: SpendLog[]; header: BlockHeader; counters: Counters }
       const inflight: Promise<Page>[] = []
       const arrived = new Map<Promise<Page>, Page>()
       let next = start
@@ -301,7 +437,7 @@ export function createTracker(parameters: CreateTrackerParameters): Tracker {
           const page = queue.add(async () => {
             const [logs, header] = await Promise.all([fetchRange(a, b), getHeader(client, b, rpcOptions)])
             if (!header) throw new NodeBehind()
-            return { from: a, to: b, logs, header }
+            return { from: a, to: b, logs, header, counters: await readCounters(pairs, header.hash) }
           }) as Promise<Page>
           page.then((value) => arrived.set(page, value)).catch(() => {})
           inflight.push(page)
@@ -322,6 +458,13 @@ export function createTracker(parameters: CreateTrackerParameters): Tracker {
             pages.push(ready)
             logCount += ready.logs.length
           }
+          for (const each of pages) {
+            const after: Anchor = { number: each.to, hash: each.header.hash, counters: each.counters }
+            each.logs = await settle(pairs, before, after, sortLogs(each.logs))
+            before = after
+          }
+          // A binding made since the pass began names a pair no page was checked for.
+          if ((await store.chain.bindings(chainId, hook)).some((b) => !pairKeys.has(pairKey(b.account, b.token)))) throw new BindingsChanged()
           const page = pages[pages.length - 1] as Page
           const logs = sortLogs(pages.length === 1 ? page.logs : pages.flatMap((p) => p.logs))
           const applied = await guard.internal.submit((ctx) =>
@@ -422,6 +565,7 @@ export function createTracker(parameters: CreateTrackerParameters): Tracker {
         try {
           await pass(result)
         } catch (error) {
+          if (error instanceof BindingsChanged && attempt < passesMax) continue
           if (!(error instanceof ChainMoved) || attempt >= passesMax) throw error
           if (error.atCursor) await handleReorg(result)
           continue

@@ -44,7 +44,7 @@ export async function startFaultyRpc(upstream: string, faults: Faults) {
     return seed / 2147483648
   }
   let nodeLag = 0
-  const counts = { requests: 0, dropped: 0, tooMany: 0, serverError: 0, slow: 0, rangeRefused: 0, oversized: 0, forged: 0, repeated: 0 }
+  const counts = { requests: 0, dropped: 0, tooMany: 0, serverError: 0, slow: 0, rangeRefused: 0, oversized: 0, forged: 0, repeated: 0, lagHidden: 0 }
 
   const forward = async (body: string) => {
     const response = await fetch(upstream, { method: 'POST', headers: { 'content-type': 'application/json' }, body })
@@ -112,6 +112,17 @@ export async function startFaultyRpc(upstream: string, faults: Faults) {
         }
         return reply(answer)
       }
+      if (call.method === 'eth_call') {
+        // A call at a block this node has not seen fails (EIP-1898), as geth answers.
+        const at = call.params?.[1] as { blockHash?: string } | undefined
+        if (at?.blockHash !== undefined) {
+          const block = JSON.parse(
+            await forward(JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'eth_getBlockByHash', params: [at.blockHash, false] })),
+          ) as { result?: { number: string } | null }
+          if (!block.result || BigInt(block.result.number) > seen)
+            return reply({ jsonrpc: '2.0', id: call.id, error: { code: -32000, message: `header for hash not found` } })
+        }
+      }
     }
 
     if (call.method === 'eth_getLogs') {
@@ -132,7 +143,9 @@ export async function startFaultyRpc(upstream: string, faults: Faults) {
       const answer = JSON.parse(await forward(body)) as { result?: unknown[] }
       if (Array.isArray(answer.result) && faults.rangeLagBlocks && filter.toBlock !== undefined) {
         const seen = (await upstreamHead()) - BigInt(faults.rangeLagBlocks)
+        const all = answer.result.length
         answer.result = answer.result.filter((log) => BigInt((log as { blockNumber: string }).blockNumber) <= seen)
+        counts.lagHidden += all - answer.result.length
       }
       if (Array.isArray(answer.result) && faults.forgedLog) {
         counts.forged++
