@@ -473,6 +473,10 @@ describe.each(storeTargets)('engine on $name', (target) => {
       const limits = new Proxy([0.5], { get: (target, key) => (key === '0' && limits.read++ > 0 ? -1 : Reflect.get(target, key)) }) as number[] & { read: number }
       limits.read = 0
       expect((await guard.allocate('t2', { total: 10n, asset: 'USDC', decimals: 6, thresholds: limits })).thresholds).toEqual([0.5])
+      // A list whose length grows once it has been checked.
+      let lengthReads = 0
+      const growing = new Proxy([0.5], { get: (target, key) => (key === 'length' ? (lengthReads++ === 0 ? 1 : 500) : Reflect.get(target, key)) })
+      await expect(guard.allocate('t3', { total: 10n, asset: 'USDC', decimals: 6, thresholds: growing })).rejects.toMatchObject({ name: 'InvalidArgumentError', argument: 'thresholds' })
       expect(await guard.get('t1')).toMatchObject({ total: 100n, spent: 6n, reserved: 0n })
       expect(await guard.verify()).toEqual({ ok: true, problems: [] })
     })

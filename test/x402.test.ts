@@ -743,12 +743,12 @@ describe('x402 adapter, end to end on anvil', () => {
     expect(await longer.guard.get(taskId)).toMatchObject({ spent: price, reserved: 0n })
   })
 
-  test('behavior: a payment used on chain after its hold expired is recorded once, as a spend without a hold', async () => {
+  test('behavior: a payment used on chain after its hold expired is recorded once, as a fact, even past the limit', async () => {
     const clock = manualClock(Date.now())
     const sent: string[] = []
     const assets = [{ network, asset: token, publicClient }]
     const { guard, pay, payer, events } = await setup({
-      total: 100_000n,
+      total: price,
       assets,
       holdTtlMs: 121_000,
       authorizationPollMs: 20,
@@ -758,18 +758,20 @@ describe('x402 adapter, end to end on anvil', () => {
     const before = await balanceOf(payer)
     await expect(pay(`${resource.url}/drop`)).rejects.toThrow()
     expect(events.at(-1)).toMatchObject({ type: 'unresolved' })
-    // The hold's TTL runs out before the payee settles.
+    // The hold's TTL runs out before the payee settles, and the freed budget is reserved again.
     clock.advance(122_000)
     expect(await guard.expireHolds()).toBe(1)
     expect(await guard.get(taskId)).toMatchObject({ spent: 0n, reserved: 0n })
+    await guard.reserve(taskId, price)
     await settleLater(sent[0] as string)
     await until(events, 'captured')
     expect(before - (await balanceOf(payer))).toBe(price)
     const [entry] = await guard.entries(taskId)
-    expect(entry).toMatchObject({ amount: price, holdId: undefined, reason: expect.stringContaining('recorded after its hold expired') })
+    expect(entry).toMatchObject({ amount: price, holdId: undefined, reason: expect.stringContaining('settled after its hold expired') })
     expect(entry?.id).toMatch(/^x402_hold_/)
-    expect((await guard.holds(taskId)).map((h) => h.status)).toEqual(['expired'])
-    expect(await guard.get(taskId)).toMatchObject({ spent: price, reserved: 0n, entryCount: 1 })
+    expect((await guard.holds(taskId)).map((h) => h.status)).toEqual(['expired', 'open'])
+    // The money left: the ledger counts it, past the hard limit, as overspent.
+    expect(await guard.get(taskId)).toMatchObject({ spent: price, reserved: price, overspent: price, entryCount: 1 })
     expect(await guard.verify()).toEqual({ ok: true, problems: [] })
   })
 
@@ -957,17 +959,37 @@ describe('x402 settled amount', () => {
     expect(await settle('250', 'upto')).toEqual({ amount: 250n, source: 'response' })
   })
 
-  test('behavior: with a client, what the transaction moved counts rather than the amount the payee reports', async () => {
-    // A real transfer of 700 from the payer to the payee, reported as 1.
+  test('behavior: with a client, what the transaction that used the signed transfer moved counts, not the amount the payee reports', async () => {
+    // A Permit2 signed transfer of at most 1000; its settlement moves 700 from the payer to the
+    // payee and spends the nonce, in one block.
+    const permit2 = await installPermit2Nonces(publicClient)
     const account = privateKeyToAccount(payerKey)
     const wallet = createWalletClient({ chain: publicClient.chain, transport: http(anvil.rpcUrl), account })
-    const hash = await wallet.writeContract({ address: token, abi: testUsdcAbi, functionName: 'transfer', args: [payee, 700n], chain: publicClient.chain })
-    await publicClient.waitForTransactionReceipt({ hash, pollingInterval: 20 })
+    const send = (amount: bigint) => wallet.writeContract({ address: token, abi: testUsdcAbi, functionName: 'transfer', args: [payee, amount], chain: publicClient.chain })
+    const nonce = 0xbeefn
+    const unrelated = await send(700n)
+    await publicClient.waitForTransactionReceipt({ hash: unrelated, pollingInterval: 20 })
+    await publicClient.request({ method: 'evm_setAutomine', params: [false] } as never)
+    let settlement: Hex
+    try {
+      settlement = await send(700n)
+      await wallet.writeContract({ address: permit2, abi: permit2NoncesAbi, functionName: 'invalidateUnorderedNonces', args: [nonce >> 8n, 1n << (nonce & 255n)], chain: publicClient.chain })
+      await publicClient.request({ method: 'evm_mine' } as never)
+    } finally {
+      await publicClient.request({ method: 'evm_setAutomine', params: [true] } as never)
+    }
+    await publicClient.waitForTransactionReceipt({ hash: settlement, pollingInterval: 20 })
     const upto = { scheme: 'upto', network, asset: token, amount: '1000', payTo: payee, maxTimeoutSeconds: 60, extra: {} } as never
-    const signed = { x402Version: 2, payload: { permit2Authorization: { from: account.address, permitted: { token, amount: '1000' } } } } as never
+    const signed = {
+      x402Version: 2,
+      payload: { permit2Authorization: { from: account.address, nonce: nonce.toString(), deadline: '99999999999', permitted: { token, amount: '1000' } } },
+    } as never
     const settled = (transaction: Hex, amount: string) =>
       settledAmount({ settlement: { success: true, transaction, network, payer: account.address, amount } as never, payload: signed, requirements: upto, reserved: 1000n, publicClient, receiptTimeoutMs: 1_000 })
-    expect(await settled(hash, '1')).toEqual({ amount: 700n, source: 'receipt' })
+    expect(await settled(settlement, '1')).toEqual({ amount: 700n, source: 'receipt' })
+    // A real transfer that did not use the signed transfer (the payee names an older payment): the
+    // signed transfer may still take its whole amount.
+    expect(await settled(unrelated, '1')).toEqual({ amount: 1000n, source: 'reserved' })
     // A transaction that never lands: the most that may have left.
     expect(await settled(`0x${'ef'.repeat(32)}`, '1')).toEqual({ amount: 1000n, source: 'reserved' })
   })

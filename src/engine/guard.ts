@@ -116,6 +116,12 @@ export type GuardInternal = {
   /** Runs a ledger operation in the next batch; `taskId` names the budget it changes, when known. */
   submit<T>(op: Operation<T>, taskId?: string): Promise<T>
   writerStats(): ReturnType<Writer['stats']>
+  /**
+   * Records a spend that already happened (money that left, found late): like `record`, but
+   * whatever the limit or the budget's state, and not put to the risk assessor, as on-chain
+   * facts are. Past a hard limit it shows as `overspent`.
+   */
+  recordFact(taskId: string, parameters: RecordParameters): Promise<SpendEntry>
 }
 
 const defaultThresholds = [0.5, 0.8, 0.95]
@@ -348,6 +354,22 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
     })
   }
 
+  function recordInput(taskId: string, params: RecordParameters, fact: boolean): rules.RecordInput {
+    v.assertId('taskId', taskId)
+    const o = v.options<RecordParameters>('record parameters', params, { ...entryKeys, amount: true })
+    assertAmount(o.amount)
+    return {
+      taskId,
+      id: v.optionalEntryId('id', o.id),
+      amount: o.amount as bigint,
+      peer: v.optionalText('peer', o.peer),
+      tool: v.optionalText('tool', o.tool),
+      reason: v.optionalText('reason', o.reason),
+      at: v.optionalTimestamp('at', o.at),
+      fact,
+    }
+  }
+
   const guard: Guard = {
     async allocate(taskId, params) {
       v.assertId('taskId', taskId)
@@ -417,26 +439,15 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
     },
 
     async record(taskId, params) {
-      v.assertId('taskId', taskId)
-      const o = v.options<RecordParameters>('record parameters', params, { ...entryKeys, amount: true })
-      assertAmount(o.amount)
-      const input: rules.RecordInput = {
-        taskId,
-        id: v.optionalEntryId('id', o.id),
-        amount: o.amount,
-        peer: v.optionalText('peer', o.peer),
-        tool: v.optionalText('tool', o.tool),
-        reason: v.optionalText('reason', o.reason),
-        at: v.optionalTimestamp('at', o.at),
-      }
+      const input = recordInput(taskId, params, false)
       // A retry of a recorded id returns the original entry whatever the assessor says now.
       const known =
         riskAssessor !== undefined &&
         input.id !== null &&
         (await store.db.selectFrom('entries').select('id').where('id', '=', input.id).executeTakeFirst())
       if (!known) {
-        const risk = await assess('record', taskId, o.amount, input)
-        if (!risk.allow) throw new RiskDeniedError({ taskId, requested: o.amount, reason: risk.reason })
+        const risk = await assess('record', taskId, input.amount, input)
+        if (!risk.allow) throw new RiskDeniedError({ taskId, requested: input.amount, reason: risk.reason })
       }
       return toEntry(await submit((ctx) => rules.record(ctx, input), taskId))
     },
@@ -585,7 +596,16 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
       return destroying
     },
 
-    internal: { store, clock, submit, writerStats: writer.stats },
+    internal: {
+      store,
+      clock,
+      submit,
+      writerStats: writer.stats,
+      async recordFact(taskId, params) {
+        const input = recordInput(taskId, params, true)
+        return toEntry(await submit((ctx) => rules.record(ctx, input), taskId))
+      },
+    },
   }
   // While destroy() drains, writes are refused (the writer is closed) and reads still answer,
   // so that what was submitted before, and alert handlers delivered meanwhile, finish. Once it

@@ -96,6 +96,8 @@ export type RecordInput = {
   tool: string | null
   reason: string | null
   at: number | null
+  /** A spend that already happened: recorded whatever the limit or the budget's state. */
+  fact?: boolean
 }
 
 export type ChainSpendInput = {
@@ -579,7 +581,7 @@ export async function record(ctx: RuleContext, input: RecordInput): Promise<Entr
     }
   }
   const b = await loadBudget(ctx, input.taskId)
-  assertSpendable(b, input.amount)
+  if (!input.fact) assertSpendable(b, input.amount)
   const entry = entryRow({
     id: input.id ?? newId('entry'),
     taskId: b.taskId,

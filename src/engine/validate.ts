@@ -46,13 +46,15 @@ export function optionalId(argument: string, value: unknown): string | null {
   return value
 }
 
+/** Prefixes of the entry ids the engine makes itself. */
+const enginePrefixes = ['chain_', 'entry_']
+
 /**
  * An entry id a caller chooses. Ids of on-chain entries (`chain_…`) are the ledger's own: an
  * off-chain entry under one would pass for the on-chain spend and keep it from being counted.
+ * Those the engine makes when none is given (`entry_…`) are guessable: a caller's id taking
+ * one first would fail the engine's write.
  */
-/** Prefixes of the entry ids the engine makes: a caller's id taking one first would fail the engine's write. */
-const enginePrefixes = ['chain_', 'entry_']
-
 export function optionalEntryId(argument: string, value: unknown): string | null {
   const id = optionalId(argument, value)
   if (id !== null && enginePrefixes.some((prefix) => id.startsWith(prefix)))
@@ -70,10 +72,10 @@ export function assertAsset(value: unknown): asserts value is string {
 }
 
 export function thresholds(value: unknown): number[] {
-  if (!Array.isArray(value) || value.length > thresholdsMax)
+  // Copied before it is checked (what is checked is what is kept); a long one is refused first.
+  const list: unknown[] | undefined = Array.isArray(value) && value.length <= thresholdsMax ? [...value] : undefined
+  if (list === undefined || list.length > thresholdsMax)
     throw new InvalidArgumentError({ argument: 'thresholds', value, reason: `an array of at most ${thresholdsMax} fractions` })
-  // Copied before it is checked: what is checked is what is kept.
-  const list: unknown[] = [...value]
   for (const t of list)
     if (typeof t !== 'number' || !Number.isFinite(t) || t <= 0 || t > 1)
       throw new InvalidArgumentError({ argument: 'thresholds', value: t, reason: 'each threshold is a fraction in (0, 1]' })

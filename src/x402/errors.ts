@@ -76,7 +76,7 @@ export class X402ValidityTooLongError extends SpendguardError {
   readonly holdTtlMs: number
   constructor({ taskId, maxTimeoutSeconds, holdTtlMs }: { taskId: string; maxTimeoutSeconds: unknown; holdTtlMs: number }) {
     super(
-      `x402 payment for task "${taskId}" would stay valid for ${String(maxTimeoutSeconds)} s, not less than the hold's ${holdTtlMs} ms.`,
+      `x402 payment for task "${taskId}" would stay valid for ${typeof maxTimeoutSeconds === 'number' ? `${maxTimeoutSeconds} s` : 'a time the server does not state'}, not less than the hold's ${holdTtlMs} ms.`,
       { details: 'Raise `holdTtlMs` above the servers\' `maxTimeoutSeconds` (with the chain\'s finality delay), or leave it unset.' },
     )
     this.taskId = taskId

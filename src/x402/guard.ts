@@ -9,7 +9,7 @@ import type {
 import type { PaymentPayload, PaymentRequired, PaymentRequirements, SettleResponse } from '@x402/core/types'
 import { wrapFetchWithPayment } from '@x402/fetch'
 import { type PublicClient, isAddress, isAddressEqual } from 'viem'
-import { GuardDestroyedError, HoldNotOpenError, InvalidAmountError, InvalidArgumentError } from '../engine/errors.ts'
+import { GuardDestroyedError, HoldNotOpenError, InvalidAmountError, InvalidArgumentError, isDomainError } from '../engine/errors.ts'
 import type { Guard } from '../engine/guard.ts'
 import type { Hold, SpendEntry } from '../engine/types.ts'
 import { assertId, optionalCount, optionalText, optionalTtlMs } from '../engine/validate.ts'
@@ -22,6 +22,7 @@ import {
   loose,
   parseAtomicAmount,
   settledAmount,
+  settlementMovedByPayment,
   settlementReceiptAmount,
   signedAuthorization,
   transferAuthorization,
@@ -376,31 +377,37 @@ export function createX402Guard(parameters: CreateX402GuardParameters): X402Guar
     try {
       entry = await guard.capture(payment.hold.id, amount, { peer, tool, reason })
     } catch (error) {
-      // The hold's TTL ran out before the payment was known settled; the money left all the
-      // same. It is recorded, once (keyed by the hold), as a spend without a hold.
       if (!(error instanceof HoldNotOpenError) || error.status !== 'expired') throw error
-      entry = await guard.record(taskId, { id: `x402_${payment.hold.id}`, amount, peer, tool, reason: `${reason}; recorded after its hold expired` })
+      // The hold's TTL ran out before the payment was known settled; the money left all the
+      // same. It is recorded once (keyed by the hold) as a fact: a spend without a hold,
+      // whatever the limit (past it, the budget shows it overspent).
+      entry = await guard.internal.recordFact(taskId, {
+        id: `x402_${payment.hold.id}`,
+        amount,
+        peer,
+        tool,
+        reason: `x402 ${payment.requirements.scheme} payment settled after its hold expired`,
+      })
     }
     emit({ type: 'captured', hold: payment.hold, entry, settlement, amountSource })
   }
 
   /** A broadcast settlement the facilitator could not confirm: ask the chain, if a client was given. */
   async function resolvePending(payment: Payment, payload: PaymentPayload, settlement: SettleResponse): Promise<void> {
-    const moved = await settlementReceiptAmount({
-      settlement,
-      payload,
-      requirements: payment.requirements,
-      publicClient: payment.asset.publicClient,
-      receiptTimeoutMs,
-    })
+    const parameters = { settlement, payload, requirements: payment.requirements, publicClient: payment.asset.publicClient, receiptTimeoutMs }
     const signed = exactSignedValue(payment.requirements, payload)
-    if (moved !== undefined && signed === undefined) {
-      // What moved, never more than the payer authorized.
-      const settled = atMostReserved(moved, 'receipt', payment.hold.amount)
-      await spend(payment, settled.amount, settled.source, settlement)
+    if (signed === undefined) {
+      // What the transaction that used the signed transfer moved, never more than the payer
+      // authorized; a transaction the payee names that did not use it shows nothing.
+      const moved = await settlementMovedByPayment(parameters)
+      if (moved !== undefined) {
+        const settled = atMostReserved(moved, 'receipt', payment.hold.amount)
+        await spend(payment, settled.amount, settled.source, settlement)
+      } else unresolved(payment, 'settlement pending and not confirmed', settlement)
       return
     }
-    if (moved !== undefined && signed !== undefined && moved >= signed) {
+    const moved = await settlementReceiptAmount(parameters)
+    if (moved !== undefined && moved >= signed) {
       await spend(payment, signed, moved === signed ? 'receipt' : 'authorization', settlement)
       return
     }
@@ -522,6 +529,12 @@ export function createX402Guard(parameters: CreateX402GuardParameters): X402Guar
         } catch (error) {
           // Settled some other way between the look-up and the write, or the guard is gone.
           if (error instanceof HoldNotOpenError || error instanceof GuardDestroyedError) return
+          // The ledger refused the write (a budget gone, a conflicting entry): asking again would
+          // meet the same refusal.
+          if (isDomainError(error)) {
+            emit({ type: 'unresolved', hold: payment.hold, reason: `${reason}; settling it failed: ${messageOf(error)}` })
+            return
+          }
           poll()
         }
       }, authorizationPollMs)

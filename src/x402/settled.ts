@@ -112,11 +112,16 @@ export type ReceiptTransferParameters = {
  * const moved = await receiptTransferAmount(publicClient, { transaction, asset: usdc, from: payer, to: payTo })
  */
 export async function receiptTransferAmount(client: PublicClient, parameters: ReceiptTransferParameters): Promise<bigint> {
+  return (await receiptTransfer(client, parameters)).moved
+}
+
+/** What a transaction moved (see {@link receiptTransferAmount}), and the block it landed in. */
+async function receiptTransfer(client: PublicClient, parameters: ReceiptTransferParameters): Promise<{ moved: bigint; blockNumber: bigint }> {
   const receipt =
     parameters.timeoutMs === 0
       ? await client.getTransactionReceipt({ hash: parameters.transaction })
       : await client.waitForTransactionReceipt({ hash: parameters.transaction, timeout: parameters.timeoutMs ?? receiptTimeoutMsDefault })
-  if (receipt.status !== 'success') return 0n
+  if (receipt.status !== 'success') return { moved: 0n, blockNumber: receipt.blockNumber }
   const logs = parseEventLogs({
     abi: transferEvent,
     eventName: 'Transfer',
@@ -126,7 +131,7 @@ export async function receiptTransferAmount(client: PublicClient, parameters: Re
   for (const log of logs) {
     if (isAddressEqual(log.args.from, parameters.from) && isAddressEqual(log.args.to, parameters.to)) moved += log.args.value
   }
-  return moved
+  return { moved, blockNumber: receipt.blockNumber }
 }
 
 const authorizationStateAbi = [
@@ -141,6 +146,9 @@ const authorizationStateAbi = [
     outputs: [{ type: 'bool' }],
   },
 ] as const
+
+/** How far behind its newest block a chain without finalized blocks is taken to be final. */
+const unfinalizedMarginSeconds = 3_600n
 
 /** Permit2's canonical deployment, at one address on every chain: x402's Permit2 payments name it. */
 export const permit2Address = '0x000000000022D473030F116dDEE9F6B43aC78BA3'
@@ -197,7 +205,8 @@ export type AuthorizationOutcome = 'used' | 'expired' | 'open'
  *   nonce)`, or Permit2's `nonceBitmap` bit), so it moved its signed value to its payee;
  * - `expired`: unused in the newest finalized block, whose timestamp is past its last valid
  *   moment (EIP-3009: `block.timestamp < validBefore`; Permit2: `block.timestamp <= deadline`):
- *   no block after it can use it;
+ *   no block after it can use it (on a chain that names no finalized block: unused in the
+ *   newest block, an hour past that moment);
  * - `open`: unused, and it may still be.
  * `undefined` when that cannot be read: no client, a payload of another shape, or a failed
  * call (a token without EIP-3009, no Permit2 on the chain, or the RPC failed).
@@ -219,9 +228,16 @@ export async function authorizationOutcome(parameters: {
   const lastValid = authorization.kind === 'eip3009' ? authorization.validBefore : authorization.deadline
   try {
     // The finalized block first: the newest block read after it descends from it, so a use in
-    // any block up to it shows there. A chain without finalized blocks never says `expired`.
-    const finalized = lastValid === undefined ? undefined : await publicClient.getBlock({ blockTag: 'finalized' }).catch(() => undefined)
-    const used = authorization.kind === 'eip3009' ? await eip3009Used(publicClient, asset, authorization) : await permit2Used(publicClient, authorization)
+    // any block up to it shows there. A chain that names no finalized block counts its newest
+    // block an hour later than it is: no reorg goes that deep.
+    const finalized =
+      lastValid === undefined
+        ? undefined
+        : await publicClient.getBlock({ blockTag: 'finalized' }).catch(async () => {
+            const latest = await publicClient.getBlock({ blockTag: 'latest' })
+            return { timestamp: latest.timestamp - unfinalizedMarginSeconds }
+          })
+    const used = await nonceSpent(publicClient, asset, authorization)
     if (used) return 'used'
     if (finalized === undefined || lastValid === undefined) return 'open'
     const past = authorization.kind === 'eip3009' ? finalized.timestamp >= lastValid : finalized.timestamp > lastValid
@@ -231,13 +247,14 @@ export async function authorizationOutcome(parameters: {
   }
 }
 
-function eip3009Used(client: PublicClient, token: Address, { from, nonce }: { from: Address; nonce: Hex }): Promise<boolean> {
-  return client.readContract({ address: token, abi: authorizationStateAbi, functionName: 'authorizationState', args: [from, nonce] })
-}
-
-/** Permit2 keeps a bitmap of spent nonces per owner: 256 nonces a word. */
-async function permit2Used(client: PublicClient, { from, nonce }: { from: Address; nonce: bigint }): Promise<boolean> {
-  const word = await client.readContract({ address: permit2Address, abi: nonceBitmapAbi, functionName: 'nonceBitmap', args: [from, nonce >> 8n] })
+/** Whether the signed transfer's nonce is spent, in the newest block or after `blockNumber`. */
+async function nonceSpent(client: PublicClient, token: Address, authorization: TransferAuthorization, blockNumber?: bigint): Promise<boolean> {
+  const { from } = authorization
+  if (authorization.kind === 'eip3009')
+    return client.readContract({ address: token, abi: authorizationStateAbi, functionName: 'authorizationState', args: [from, authorization.nonce], blockNumber })
+  // Permit2 keeps a bitmap of spent nonces per owner: 256 nonces a word.
+  const { nonce } = authorization
+  const word = await client.readContract({ address: permit2Address, abi: nonceBitmapAbi, functionName: 'nonceBitmap', args: [from, nonce >> 8n], blockNumber })
   return ((word >> (nonce & 255n)) & 1n) === 1n
 }
 
@@ -259,8 +276,14 @@ export type SettledAmountParameters = {
  * transaction hash or payer, a non-EVM asset or payee, or no receipt in time (or the RPC failed).
  */
 export async function settlementReceiptAmount(parameters: Omit<SettledAmountParameters, 'reserved'>): Promise<bigint | undefined> {
+  return (await settlementReceipt(parameters))?.moved
+}
+
+/** {@link settlementReceiptAmount}, with the block the transaction landed in. */
+async function settlementReceipt(parameters: Omit<SettledAmountParameters, 'reserved'>): Promise<{ moved: bigint; blockNumber: bigint } | undefined> {
   const { settlement, requirements, publicClient } = parameters
-  const payer = settlement.payer ?? signedAuthorization(parameters.payload.payload).from
+  // The signer pays: the payee's word for who paid is only taken when the payload names no one.
+  const payer = signedAuthorization(parameters.payload.payload).from ?? settlement.payer
   const transaction = settlement.transaction
   if (
     !publicClient ||
@@ -272,13 +295,35 @@ export async function settlementReceiptAmount(parameters: Omit<SettledAmountPara
   )
     return undefined
   try {
-    return await receiptTransferAmount(publicClient, {
+    return await receiptTransfer(publicClient, {
       transaction,
       asset: requirements.asset,
       from: payer,
       to: requirements.payTo,
       timeoutMs: parameters.receiptTimeoutMs,
     })
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * What the settlement transaction the payee names moved, only if it is the transaction that
+ * used this payment's signed transfer: its nonce unspent after the block before and spent
+ * after the block the transaction landed in. `undefined` otherwise (another transaction, no
+ * receipt in time, a payload the chain cannot be asked about): a payee that names a smaller
+ * transfer of its own cannot free budget its signed transfer may still take.
+ */
+export async function settlementMovedByPayment(parameters: Omit<SettledAmountParameters, 'reserved'>): Promise<bigint | undefined> {
+  const { publicClient, requirements } = parameters
+  const authorization = transferAuthorization(parameters.payload)
+  if (!publicClient || !authorization || !isAddress(requirements.asset, loose)) return undefined
+  const receipt = await settlementReceipt(parameters)
+  if (!receipt || receipt.blockNumber === 0n) return undefined
+  try {
+    const usedAfter = (blockNumber: bigint) => nonceSpent(publicClient, requirements.asset as Address, authorization, blockNumber)
+    const [before, after] = await Promise.all([usedAfter(receipt.blockNumber - 1n), usedAfter(receipt.blockNumber)])
+    return !before && after ? receipt.moved : undefined
   } catch {
     return undefined
   }
@@ -293,7 +338,8 @@ export async function settlementReceiptAmount(parameters: Omit<SettledAmountPara
  * could otherwise free budget it has been paid. An amount of 0 means the evidence says nothing
  * moved (a reverted transaction, or no matching transfer in it); never for `exact`. For other
  * schemes, with a `publicClient` and a transaction, the receipt decides rather than the payee's
- * reported amount, and a receipt that cannot be read in time counts the hold's amount.
+ * reported amount, if that transaction is the one that used the payment's signed transfer
+ * (see {@link settlementMovedByPayment}); otherwise the hold's amount counts.
  *
  * @example
  * import { settledAmount } from 'spendguard'
@@ -315,8 +361,9 @@ export async function settledAmount(parameters: SettledAmountParameters): Promis
   }
   if (parameters.publicClient !== undefined && settlement.transaction) {
     // Where the chain can be asked, the payee's own figure is not taken: what the transaction
-    // moved counts, and when that cannot be read, the most that may have left.
-    const moved = await settlementReceiptAmount(parameters)
+    // that used the payment's signed transfer moved counts, and when that cannot be shown,
+    // the most that may have left.
+    const moved = await settlementMovedByPayment(parameters)
     return moved !== undefined ? atMostReserved(moved, 'receipt', reserved) : { amount: reserved, source: 'reserved' }
   }
   if (reported !== undefined) return atMostReserved(reported, 'response', reserved)
