@@ -789,6 +789,31 @@ describe('x402 adapter, end to end on anvil', () => {
     expect(await guard.get(taskId)).toMatchObject({ spent: 0n, reserved: 0n })
   })
 
+  test('behavior: a payment another hook recovers after its creation failed keeps its hold, and its settlement is captured', async () => {
+    const guard = await guards.guard()
+    await guard.allocate(taskId, { total: 100_000n, asset: 'USDC', decimals: 6 })
+    // A signer whose first signature fails; the application's own failure hook signs again.
+    const account = privateKeyToAccount(payerKey)
+    let failures = 1
+    const signer: ClientEvmSigner = {
+      address: account.address,
+      signTypedData: async (message) => {
+        if (failures-- > 0) throw new Error('signer busy')
+        return account.signTypedData(message as Parameters<typeof account.signTypedData>[0])
+      },
+    }
+    const scheme = () => new x402Client().register(network, new ExactEvmScheme(signer)).setSpendControls({ allowedAssets: [{ network, asset: token }] })
+    const client = scheme()
+    const spend = createX402Guard({ guard, taskId, assets: [{ network, asset: token }] })
+    spend.register(client)
+    const again = scheme()
+    client.onPaymentCreationFailure(async (context) => ({ recovered: true as const, payload: await again.createPaymentPayload(context.paymentRequired) }))
+    const pay = spend.wrapFetch(wrapFetchWithPayment(fetch, client))
+    expect((await pay(`${resource.url}/paid`)).status).toBe(200)
+    expect((await guard.holds(taskId)).map((h) => h.status)).toEqual(['captured'])
+    expect(await guard.get(taskId)).toMatchObject({ spent: price, reserved: 0n })
+  })
+
   test('behavior: a request that already carries a payment header is refused before anything is reserved or signed', async () => {
     const { guard, pay, signatures } = await setup({ total: 100_000n })
     for (const [input, init] of [

@@ -38,9 +38,12 @@ export type X402Asset = {
   /** The token as x402 names it in payment requirements: an EVM address (any case) or the network's own id. */
   asset: string
   /**
-   * A viem client of `network` (EVM only). When given, a settlement whose response carries no
-   * `amount` is measured by the `Transfer` logs of its transaction, and a settlement the
-   * facilitator could not confirm (`settlement_pending`) is resolved by waiting for its receipt.
+   * A viem client of `network` (EVM only). When given, the chain is asked rather than the server
+   * believed: a settlement of a scheme other than `exact` is measured by the `Transfer` logs of
+   * the transaction that used the payment's signed transfer, a settlement the facilitator could
+   * not confirm (`settlement_pending`) is resolved by its receipt, and a payment the server
+   * answered as failed (or never answered) is settled once the chain shows its signed transfer
+   * used or expired (see `authorizationPollMs`).
    */
   publicClient?: PublicClient | undefined
 }
@@ -110,8 +113,9 @@ export type X402Guard = {
    * Wraps a paying fetch (`wrapFetchWithPayment(fetch, client)` of a registered client) so that a
    * refusal reaches the caller as the guard's own error (`BudgetExceededError`, …) rather than the
    * transport's generic one, and so that a payment whose request failed after signing is settled
-   * when the request ends: released when its connection never opened; captured when the chain
-   * shows its authorization used; otherwise kept reserved, since the server may have settled it.
+   * when the request ends: captured when the chain shows its signed transfer used, released when
+   * it shows it expired unused; otherwise kept reserved, since the server may have settled it
+   * (without a `publicClient`, one whose connection never opened is released).
    */
   wrapFetch(paidFetch: FetchLike): FetchLike
 }
@@ -282,25 +286,41 @@ export function createX402Guard(parameters: CreateX402GuardParameters): X402Guar
    */
   async function createGuarded(create: x402Client['createPaymentPayload'], paymentRequired: PaymentRequired): Promise<PaymentPayload> {
     const created: Payment[] = []
+    const unclaim = (payment: Payment) => {
+      const reserved = reservedByRequirements.get(payment.requirements)
+      const at = reserved?.indexOf(payment) ?? -1
+      if (reserved && at >= 0) reserved.splice(at, 1)
+      if (payment.payload) signedByPayload.delete(payment.payload)
+    }
+    let payload: PaymentPayload
     try {
-      return await creating.run(created, () => create(paymentRequired))
+      payload = await creating.run(created, () => create(paymentRequired))
     } catch (error) {
       for (const payment of created) {
         if (payment.state !== 'reserved' && payment.state !== 'signed') continue
-        const reserved = reservedByRequirements.get(payment.requirements)
-        const at = reserved?.indexOf(payment) ?? -1
-        if (reserved && at >= 0) reserved.splice(at, 1)
-        if (payment.payload) signedByPayload.delete(payment.payload)
+        unclaim(payment)
         await release(payment, `payment creation failed: ${messageOf(error)}`)
       }
       throw error
     }
+    // A payload a failure hook recovered goes out in place of the one the adapter saw signed
+    // (or of none): its hold is that payment's.
+    const payment = created.at(-1)
+    if (payment && (payment.state === 'reserved' || payment.state === 'signed') && payment.payload !== payload) {
+      unclaim(payment)
+      payment.state = 'signed'
+      payment.payload = payload
+      signedByPayload.set(payload, payment)
+    }
+    return payload
   }
 
+  /**
+   * Whether the payment is made after all is known only when `createPaymentPayload` ends:
+   * another failure hook may recover it with a payload of its own (see {@link createGuarded}).
+   */
   async function onPaymentCreationFailure(context: PaymentCreationFailureContext): Promise<void> {
-    const payment = takeReserved(context.selectedRequirements)
-    if (!payment) return
-    await release(payment, `payment creation failed: ${messageOf(context.error)}`)
+    takeReserved(context.selectedRequirements)
   }
 
   async function onPaymentResponse(context: PaymentResponseContext): Promise<void> {
