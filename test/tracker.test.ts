@@ -11,6 +11,7 @@ import {
   createTracker,
 } from '../src/index.ts'
 import { minimalAccountAbi } from '../src/onchain/abi.generated.ts'
+import * as reconcile from '../src/onchain/reconcile.ts'
 import { type LocalStack, type Payment, deployLocalStack } from '../src/onchain/local.ts'
 import { type AnvilInstance, startAnvil } from './helpers/anvil.ts'
 import { startFaultyRpc } from './helpers/faulty-rpc.ts'
@@ -612,6 +613,48 @@ describe.each(storeTargets)('tracker on $name', (target) => {
     } finally {
       await proxy.stop()
     }
+  })
+
+  test('behavior: a batch checked for other bindings than the ledger now has is refused, and writes nothing', async () => {
+    const { stack, guard, follow } = await setup()
+    const tracker = follow()
+    await tracker.bind({ account: stack.account, taskId: 'agent', token: stack.token })
+    const account = stack.account.toLowerCase() as Hex
+    const token = stack.token.toLowerCase() as Hex
+    const log = {
+      blockNumber: 9n,
+      blockHash: `0x${'ab'.repeat(32)}`,
+      txHash: `0x${'cd'.repeat(32)}`,
+      logIndex: 0,
+      account,
+      token,
+      sender: stack.owner.toLowerCase(),
+      to: peer(1).toLowerCase(),
+      amount: 5n,
+      windowSpent: 5n,
+      cumulativeSpent: 5n,
+      ref: zeroHash,
+    } as const
+    const batch = (checkedPairs: ReadonlySet<string>) =>
+      guard.internal.submit((ctx) =>
+        reconcile.applyBatch(ctx, {
+          chainId: anvil.chainId,
+          hook: stack.hook.toLowerCase(),
+          logs: [log as never],
+          blocks: [],
+          from: null,
+          to: { number: 9n, hash: log.blockHash },
+          confirmedUpTo: 0n,
+          pruneBelow: 0n,
+          checkedPairs,
+        }),
+      )
+    // The pair was bound after the counters were read: its spend was never checked.
+    await expect(batch(new Set())).rejects.toBeInstanceOf(reconcile.BindingsChanged)
+    expect(await guard.get('agent')).toMatchObject({ spent: 0n, entryCount: 0 })
+    expect((await tracker.status()).cursor).toBeNull()
+    expect(await batch(new Set([`${account}:${token}`]))).toMatchObject({ applied: 1 })
+    expect(await guard.get('agent')).toMatchObject({ spent: 5n, entryCount: 1 })
   })
 
   test('behavior: a node behind the cursor is waited for, never taken for a reorg', async () => {

@@ -23,9 +23,22 @@ export type ApplyBatch = ChainKey & {
   confirmedUpTo: bigint
   /** Block hashes below this number are no longer needed. */
   pruneBelow: bigint
+  /**
+   * The bound `(account, token)` pairs (`account:token`) whose counters the tracker checked these
+   * logs against, if it did: a spend of a pair bound since was never checked, and the batch is
+   * refused with {@link BindingsChanged}.
+   */
+  checkedPairs?: ReadonlySet<string> | undefined
 }
 
 export type ApplyResult = { applied: number; duplicates: number; unbound: number; foreign: number; zero: number }
+
+/** The bindings changed under a batch checked for the old ones: nothing is written, the pass starts over. */
+export class BindingsChanged extends Error {
+  constructor() {
+    super('bindings changed')
+  }
+}
 
 const sameCursor = (a: Cursor | null, b: { blockNumber: bigint; blockHash: string } | undefined) =>
   a === null ? b === undefined : b !== undefined && a.number === b.blockNumber && a.hash === b.blockHash
@@ -66,6 +79,7 @@ export async function applyBatch(ctx: rules.RuleContext, batch: ApplyBatch): Pro
     const binding = await bindingOf(log.account, log.sender)
     const confirmed = log.blockNumber <= batch.confirmedUpTo
     if (binding && binding.token === log.token && log.amount > 0n) {
+      if (batch.checkedPairs && !batch.checkedPairs.has(`${log.account}:${log.token}`)) throw new BindingsChanged()
       const list = spends.get(binding.taskId) ?? []
       list.push({
         taskId: binding.taskId,

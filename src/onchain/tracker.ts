@@ -118,13 +118,6 @@ class NodeBehind extends Error {
   }
 }
 
-/** The bindings changed while a pass read pages witnessed for the old ones: the pass starts over. */
-class BindingsChanged extends Error {
-  constructor() {
-    super('bindings changed')
-  }
-}
-
 /** A bound `(account, token)`: the hook counts its spends in `cumulativeSpent`. */
 type Pair = { key: string; account: string; token: string }
 /** `cumulativeSpent` of each pair after one block; undefined when no node could say. */
@@ -464,7 +457,7 @@ export function createTracker(parameters: CreateTrackerParameters): Tracker {
             before = after
           }
           // A binding made since the pass began names a pair no page was checked for.
-          if ((await store.chain.bindings(chainId, hook)).some((b) => !pairKeys.has(pairKey(b.account, b.token)))) throw new BindingsChanged()
+          if ((await store.chain.bindings(chainId, hook)).some((b) => !pairKeys.has(pairKey(b.account, b.token)))) throw new reconcile.BindingsChanged()
           const page = pages[pages.length - 1] as Page
           const logs = sortLogs(pages.length === 1 ? page.logs : pages.flatMap((p) => p.logs))
           const applied = await guard.internal.submit((ctx) =>
@@ -476,6 +469,7 @@ export function createTracker(parameters: CreateTrackerParameters): Tracker {
               to: { number: page.to, hash: page.header.hash },
               confirmedUpTo,
               pruneBelow,
+              checkedPairs: pairKeys,
             }),
           )
           cursor = { number: page.to, hash: page.header.hash }
@@ -565,7 +559,7 @@ export function createTracker(parameters: CreateTrackerParameters): Tracker {
         try {
           await pass(result)
         } catch (error) {
-          if (error instanceof BindingsChanged && attempt < passesMax) continue
+          if (error instanceof reconcile.BindingsChanged && attempt < passesMax) continue
           if (!(error instanceof ChainMoved) || attempt >= passesMax) throw error
           if (error.atCursor) await handleReorg(result)
           continue
@@ -573,8 +567,9 @@ export function createTracker(parameters: CreateTrackerParameters): Tracker {
         lastError = null
         return result
       } catch (error) {
-        // Nothing more to do until the node catches up: what was applied stays, the next sync goes on.
-        if (error instanceof NodeBehind) {
+        // Nothing more to do until the node catches up (or the bindings stop changing): what was
+        // applied stays, the next sync goes on.
+        if (error instanceof NodeBehind || error instanceof reconcile.BindingsChanged) {
           lastError = null
           return result
         }
