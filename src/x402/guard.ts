@@ -344,8 +344,8 @@ export function createX402Guard(parameters: CreateX402GuardParameters): X402Guar
    * A paid response without a readable settlement. An x402 server settles whenever its
    * handler answers below 400 (a redirect that fetch followed included), so such a response
    * was paid for: what was signed counts (`exact`), else the hold's amount. A status of 400 or
-   * more is a response the server says it did not settle for (see {@link releaseUnlessUsed}). No response at all leaves the hold open, since nothing says whether
-   * money moved.
+   * more is a response the server says it did not settle for (see {@link releaseUnlessUsed}).
+   * No response at all leaves the hold open, since nothing says whether money moved.
    */
   async function answered(payment: Payment, response: Response | undefined): Promise<void> {
     payment.state = 'closed'
