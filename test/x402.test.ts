@@ -228,17 +228,19 @@ async function settleLater(header: string): Promise<void> {
 }
 
 /**
- * Waits out the `validBefore` of the payment `header` carries (`meanwhile` runs just before
- * the chain passes it), then mines a block past it and enough blocks on it (same timestamp)
- * for anvil to call it finalized.
+ * Waits out the last valid moment of the payment `header` carries (`meanwhile` runs just
+ * before the chain passes it), mines a block past it and enough blocks on it (same timestamp)
+ * for anvil to call it finalized, and waits for the adapter to release its hold as expired.
  */
-async function finalizePast(header: string, meanwhile: () => unknown): Promise<void> {
+async function releasedOnceExpired(header: string, events: X402PaymentEvent[], meanwhile: () => unknown): Promise<void> {
   const signed = decodePaymentSignatureHeader(header).payload as { authorization?: { validBefore: string }; permit2Authorization?: { deadline: string } }
   const lastValid = Number(signed.authorization?.validBefore ?? signed.permit2Authorization?.deadline)
   await new Promise((resolve) => setTimeout(resolve, Math.max(0, lastValid * 1000 - Date.now() + 1_100)))
   await meanwhile()
   await publicClient.request({ method: 'evm_mine' } as never)
   await publicClient.request({ method: 'anvil_mine', params: ['0x40', '0x0'] } as never)
+  await until(events, 'released')
+  expect(events.at(-1)).toMatchObject({ type: 'released', reason: expect.stringContaining('authorization expired unused') })
 }
 
 /**
@@ -259,9 +261,13 @@ function askingPermit2(sent: string[]): typeof fetch {
   }
 }
 
-/** Resolves once the newest event is of `type`; fails after 15 s, naming the events seen. */
-async function until(events: X402PaymentEvent[], type: X402PaymentEvent['type']): Promise<void> {
-  for (const began = Date.now(); events.at(-1)?.type !== type; await new Promise((resolve) => setTimeout(resolve, 20)))
+/**
+ * Resolves once the newest event is of `done`'s type (or `done()` holds); fails after 15 s,
+ * naming the events seen.
+ */
+async function until(events: X402PaymentEvent[], done: X402PaymentEvent['type'] | (() => boolean | Promise<boolean>)): Promise<void> {
+  const holds = typeof done === 'function' ? done : () => events.at(-1)?.type === done
+  for (const began = Date.now(); !(await holds()); await new Promise((resolve) => setTimeout(resolve, 20)))
     if (Date.now() - began > 15_000) throw new Error(`timed out; events: ${events.map((e) => e.type).join(', ')}`)
 }
 
@@ -445,9 +451,7 @@ describe('x402 adapter, end to end on anvil', () => {
     await expect(pay(`${resource.url}/lapse`)).rejects.toThrow()
     expect(events.at(-1)).toMatchObject({ type: 'unresolved' })
     expect(await guard.get(taskId)).toMatchObject({ spent: price, reserved: price })
-    await finalizePast(sent[1] as string, () => expect(events.at(-1)).toMatchObject({ type: 'unresolved' }))
-    await until(events, 'released')
-    expect(events.at(-1)).toMatchObject({ type: 'released', reason: expect.stringContaining('authorization expired unused') })
+    await releasedOnceExpired(sent[1] as string, events, () => expect(events.at(-1)).toMatchObject({ type: 'unresolved' }))
     expect(await guard.get(taskId)).toMatchObject({ spent: price, reserved: 0n })
     expect(before - (await balanceOf(payer))).toBe(price)
     expect(await guard.verify()).toEqual({ ok: true, problems: [] })
@@ -664,16 +668,13 @@ describe('x402 adapter, end to end on anvil', () => {
 
     // The first one settled later: captured at its signed value.
     await settleLater(sent[0] as string)
-    for (const began = Date.now(); (await guard.get(taskId)).spent === 0n; await new Promise((resolve) => setTimeout(resolve, 20)))
-      if (Date.now() - began > 15_000) throw new Error(`timed out; events: ${events.map((e) => e.type).join(', ')}`)
+    await until(events, async () => (await guard.get(taskId)).spent !== 0n)
     expect(events.filter((e) => e.type === 'captured')).toMatchObject([{ amountSource: 'authorization', entry: { amount: price } }])
     expect(before - (await balanceOf(payer))).toBe(price)
     expect(await guard.get(taskId)).toMatchObject({ spent: price, reserved: price })
 
     // The second, valid for 2 s, never settled: released once a finalized block is past it.
-    await finalizePast(sent[1] as string, async () => expect(await guard.get(taskId)).toMatchObject({ reserved: price }))
-    await until(events, 'released')
-    expect(events.at(-1)).toMatchObject({ type: 'released', reason: expect.stringContaining('authorization expired unused') })
+    await releasedOnceExpired(sent[1] as string, events, async () => expect(await guard.get(taskId)).toMatchObject({ reserved: price }))
     expect(await guard.get(taskId)).toMatchObject({ spent: price, reserved: 0n })
     expect(before - (await balanceOf(payer))).toBe(price)
     expect(await guard.verify()).toEqual({ ok: true, problems: [] })
@@ -880,9 +881,7 @@ describe('x402 adapter, end to end on anvil', () => {
     // One valid for 2 s, never used: released once a finalized block is past its deadline.
     expect((await pay(`${resource.url}/brief`)).status).toBe(402)
     expect(await guard.get(taskId)).toMatchObject({ spent: price, reserved: price })
-    await finalizePast(sent[1] as string, async () => expect(await guard.get(taskId)).toMatchObject({ reserved: price }))
-    await until(events, 'released')
-    expect(events.at(-1)).toMatchObject({ type: 'released', reason: expect.stringContaining('authorization expired unused') })
+    await releasedOnceExpired(sent[1] as string, events, async () => expect(await guard.get(taskId)).toMatchObject({ reserved: price }))
     expect(await guard.get(taskId)).toMatchObject({ spent: price, reserved: 0n })
     expect(await guard.verify()).toEqual({ ok: true, problems: [] })
   })

@@ -141,6 +141,8 @@ const guardKeys = {
 const alertKeys = { leaseMs: true, concurrency: true, attemptsMax: true, sweepIntervalMs: true } as const
 const allocateKeys = { total: true, asset: true, decimals: true, thresholds: true, hardLimit: true, metadata: true } as const
 const entryKeys = { id: true, peer: true, tool: true, reason: true, at: true } as const
+const recordKeys = { ...entryKeys, amount: true } as const
+const reserveKeys = { key: true, ttlMs: true, ref: true } as const
 const expirySweepTasksMax = 256
 
 /**
@@ -356,7 +358,7 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
 
   function recordInput(taskId: string, params: RecordParameters, fact: boolean): rules.RecordInput {
     v.assertId('taskId', taskId)
-    const o = v.options<RecordParameters>('record parameters', params, { ...entryKeys, amount: true })
+    const o = v.options<RecordParameters>('record parameters', params, recordKeys)
     assertAmount(o.amount)
     return {
       taskId,
@@ -405,7 +407,7 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
     async reserve(taskId, amount, options) {
       v.assertId('taskId', taskId)
       assertAmount(amount)
-      const o = v.options<ReserveOptions>('reserve options', options, { key: true, ttlMs: true, ref: true })
+      const o = v.options<ReserveOptions>('reserve options', options, reserveKeys)
       const input: rules.ReserveInput = {
         taskId,
         amount,

@@ -161,6 +161,6 @@ export function options<T extends object>(argument: string, value: unknown, keys
   if (value === null || typeof value !== 'object' || Array.isArray(value))
     throw new InvalidArgumentError({ argument, value, reason: 'an options object' })
   const snapshot: Partial<T> = {}
-  for (const key of Object.keys(keys) as (keyof T)[]) snapshot[key] = (value as T)[key]
+  for (const key in keys) snapshot[key as keyof T] = (value as T)[key as keyof T]
   return snapshot
 }

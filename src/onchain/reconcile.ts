@@ -25,13 +25,17 @@ export type ApplyBatch = ChainKey & {
   pruneBelow: bigint
   /**
    * The bound `(account, token)` pairs (`account:token`) whose counters the tracker checked these
-   * logs against, if it did: a spend of a pair bound since was never checked, and the batch is
-   * refused with {@link BindingsChanged}.
+   * logs against, if it did: when the transaction finds a pair bound besides them, the pages were
+   * never checked for its spends (a node may have left some out), and the batch is refused with
+   * {@link BindingsChanged}.
    */
   checkedPairs?: ReadonlySet<string> | undefined
 }
 
 export type ApplyResult = { applied: number; duplicates: number; unbound: number; foreign: number; zero: number }
+
+/** How a bound `(account, token)` pair is named in {@link ApplyBatch.checkedPairs}. */
+export const pairKey = (account: string, token: string) => `${account}:${token}`
 
 /** The bindings changed under a batch checked for the old ones: nothing is written, the pass starts over. */
 export class BindingsChanged extends Error {
@@ -48,6 +52,8 @@ export async function applyBatch(ctx: rules.RuleContext, batch: ApplyBatch): Pro
   const stored = await ctx.tx.chain.cursor(chainId, hook)
   // Another tracker process moved on: write nothing; the caller resumes from the stored cursor.
   if (!sameCursor(batch.from, stored)) throw new CursorMovedError()
+  const checked = batch.checkedPairs
+  if (checked && (await ctx.tx.chain.bindings(chainId, hook)).some((b) => !checked.has(pairKey(b.account, b.token)))) throw new BindingsChanged()
 
   const result: ApplyResult = { applied: 0, duplicates: 0, unbound: 0, foreign: 0, zero: 0 }
   const bindings = new Map<string, BindingRow | null>()
@@ -79,7 +85,6 @@ export async function applyBatch(ctx: rules.RuleContext, batch: ApplyBatch): Pro
     const binding = await bindingOf(log.account, log.sender)
     const confirmed = log.blockNumber <= batch.confirmedUpTo
     if (binding && binding.token === log.token && log.amount > 0n) {
-      if (batch.checkedPairs && !batch.checkedPairs.has(`${log.account}:${log.token}`)) throw new BindingsChanged()
       const list = spends.get(binding.taskId) ?? []
       list.push({
         taskId: binding.taskId,

@@ -132,7 +132,6 @@ const bisectBlocksMin = 8n
 /** Blocks read by hash in one round, at most: headers in memory stay bounded. */
 const byHashChunkBlocks = 256
 const uint256Max = 2n ** 256n - 1n
-const pairKey = (account: string, token: string) => `${account}:${token}`
 
 /**
  * Follows the `SpendRecorded` logs of one SpendingHook on one chain and reconciles them into
@@ -217,7 +216,10 @@ export function createTracker(parameters: CreateTrackerParameters): Tracker {
   /** The bound `(account, token)` pairs: their spends are the ones summed into budgets. */
   async function boundPairs(): Promise<Pair[]> {
     const pairs = new Map<string, Pair>()
-    for (const b of await store.chain.bindings(chainId, hook)) pairs.set(pairKey(b.account, b.token), { key: pairKey(b.account, b.token), account: b.account, token: b.token })
+    for (const b of await store.chain.bindings(chainId, hook)) {
+      const key = reconcile.pairKey(b.account, b.token)
+      pairs.set(key, { key, account: b.account, token: b.token })
+    }
     return [...pairs.values()]
   }
 
@@ -247,7 +249,7 @@ export function createTracker(parameters: CreateTrackerParameters): Tracker {
     if (!from.counters || !to.counters) return false
     const running = new Map(from.counters)
     for (const log of logs) {
-      const key = pairKey(log.account, log.token)
+      const key = reconcile.pairKey(log.account, log.token)
       const before = running.get(key)
       if (before === undefined) continue
       const after = before + log.amount
@@ -456,8 +458,6 @@ export function createTracker(parameters: CreateTrackerParameters): Tracker {
             each.logs = await settle(pairs, before, after, sortLogs(each.logs))
             before = after
           }
-          // A binding made since the pass began names a pair no page was checked for.
-          if ((await store.chain.bindings(chainId, hook)).some((b) => !pairKeys.has(pairKey(b.account, b.token)))) throw new reconcile.BindingsChanged()
           const page = pages[pages.length - 1] as Page
           const logs = sortLogs(pages.length === 1 ? page.logs : pages.flatMap((p) => p.logs))
           const applied = await guard.internal.submit((ctx) =>

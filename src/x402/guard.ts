@@ -18,6 +18,7 @@ import {
   type SettledAmountSource,
   atMostReserved,
   authorizationOutcome,
+  chainQuestion,
   exactSignedValue,
   loose,
   parseAtomicAmount,
@@ -25,7 +26,6 @@ import {
   settlementMovedByPayment,
   settlementReceiptAmount,
   signedAuthorization,
-  transferAuthorization,
 } from './settled.ts'
 
 /** A `fetch`-shaped function, such as the one `wrapFetchWithPayment` of `@x402/fetch` returns. */
@@ -497,7 +497,7 @@ export function createX402Guard(parameters: CreateX402GuardParameters): X402Guar
   /** Whether the chain can say what became of the payment: a signed transfer it can be asked about, and a client to ask. */
   function chainCanTell(payment: Payment): boolean {
     const { payload, asset, requirements } = payment
-    return payload !== undefined && asset.publicClient !== undefined && isAddress(requirements.asset, loose) && transferAuthorization(payload) !== undefined
+    return payload !== undefined && chainQuestion({ payload, requirements, publicClient: asset.publicClient }) !== undefined
   }
 
   function authorizationOf(payment: Payment) {

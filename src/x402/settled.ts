@@ -1,5 +1,5 @@
 import type { PaymentPayload, PaymentRequirements, SettleResponse } from '@x402/core/types'
-import { type Address, type Hex, type PublicClient, isAddress, isAddressEqual, isHash, parseEventLogs } from 'viem'
+import { type Address, type Hex, type PublicClient, isAddress, isAddressEqual, isHash, parseAbi, parseEventLogs } from 'viem'
 import { maxAmount } from '../engine/amount.ts'
 
 /**
@@ -134,18 +134,7 @@ async function receiptTransfer(client: PublicClient, parameters: ReceiptTransfer
   return { moved, blockNumber: receipt.blockNumber }
 }
 
-const authorizationStateAbi = [
-  {
-    type: 'function',
-    name: 'authorizationState',
-    stateMutability: 'view',
-    inputs: [
-      { name: 'authorizer', type: 'address' },
-      { name: 'nonce', type: 'bytes32' },
-    ],
-    outputs: [{ type: 'bool' }],
-  },
-] as const
+const authorizationStateAbi = parseAbi(['function authorizationState(address authorizer, bytes32 nonce) view returns (bool)'])
 
 /** How far behind its newest block a chain without finalized blocks is taken to be final. */
 const unfinalizedMarginSeconds = 3_600n
@@ -153,29 +142,19 @@ const unfinalizedMarginSeconds = 3_600n
 /** Permit2's canonical deployment, at one address on every chain: x402's Permit2 payments name it. */
 export const permit2Address = '0x000000000022D473030F116dDEE9F6B43aC78BA3'
 
-const nonceBitmapAbi = [
-  {
-    type: 'function',
-    name: 'nonceBitmap',
-    stateMutability: 'view',
-    inputs: [
-      { name: 'owner', type: 'address' },
-      { name: 'wordPosition', type: 'uint256' },
-    ],
-    outputs: [{ type: 'uint256' }],
-  },
-] as const
+const nonceBitmapAbi = parseAbi(['function nonceBitmap(address owner, uint256 wordPosition) view returns (uint256)'])
 
 /**
- * A signed transfer the chain can be asked about:
+ * A signed transfer the chain can be asked about, with `usableUntil`, the last block timestamp
+ * that can still use it (undefined when the payload does not say):
  * - `eip3009`: `authorization.{from, nonce, validBefore}`, usable while `block.timestamp <
  *   validBefore`, used once the token's `authorizationState(from, nonce)` is set;
  * - `permit2`: `permit2Authorization.{from, nonce, deadline}` (a Permit2 signature transfer),
  *   usable while `block.timestamp <= deadline`, used once Permit2's bit for the nonce is set.
  */
 export type TransferAuthorization =
-  | { kind: 'eip3009'; from: Address; nonce: Hex; validBefore: bigint | undefined }
-  | { kind: 'permit2'; from: Address; nonce: bigint; deadline: bigint | undefined }
+  | { kind: 'eip3009'; from: Address; nonce: Hex; usableUntil: bigint | undefined }
+  | { kind: 'permit2'; from: Address; nonce: bigint; usableUntil: bigint | undefined }
 
 /** The signed transfer an EVM payload carries, or undefined for a payload of another shape or a malformed one. */
 export function transferAuthorization(payload: PaymentPayload): TransferAuthorization | undefined {
@@ -183,16 +162,33 @@ export function transferAuthorization(payload: PaymentPayload): TransferAuthoriz
   if (eip3009) {
     const { from, nonce } = eip3009
     if (typeof from !== 'string' || !isAddress(from, loose) || typeof nonce !== 'string' || !isHash(nonce)) return undefined
-    return { kind: 'eip3009', from, nonce, validBefore: parseAtomicAmount(eip3009.validBefore) }
+    const validBefore = parseAtomicAmount(eip3009.validBefore)
+    return { kind: 'eip3009', from, nonce, usableUntil: validBefore === undefined ? undefined : validBefore - 1n }
   }
   const permit2 = record(payload.payload.permit2Authorization)
   if (permit2) {
     const { from } = permit2
     const nonce = parseAtomicAmount(permit2.nonce)
     if (typeof from !== 'string' || !isAddress(from, loose) || nonce === undefined) return undefined
-    return { kind: 'permit2', from, nonce, deadline: parseAtomicAmount(permit2.deadline) }
+    return { kind: 'permit2', from, nonce, usableUntil: parseAtomicAmount(permit2.deadline) }
   }
   return undefined
+}
+
+/**
+ * What asking the chain about a payment takes: the signed transfer its payload carries, a
+ * client, and the token as an EVM address. Undefined when any of them is missing.
+ */
+export function chainQuestion(parameters: {
+  payload: PaymentPayload
+  requirements: PaymentRequirements
+  publicClient?: PublicClient | undefined
+}): { authorization: TransferAuthorization; client: PublicClient; token: Address } | undefined {
+  const { payload, requirements, publicClient } = parameters
+  const authorization = transferAuthorization(payload)
+  const token = requirements.asset
+  if (!publicClient || !authorization || !isAddress(token, loose)) return undefined
+  return { authorization, client: publicClient, token }
 }
 
 /** What the chain says of a signed transfer; see {@link authorizationOutcome}. */
@@ -221,27 +217,23 @@ export async function authorizationOutcome(parameters: {
   requirements: PaymentRequirements
   publicClient?: PublicClient | undefined
 }): Promise<AuthorizationOutcome | undefined> {
-  const { payload, requirements, publicClient } = parameters
-  const authorization = transferAuthorization(payload)
-  const asset = requirements.asset
-  if (!publicClient || !authorization || !isAddress(asset, loose)) return undefined
-  const lastValid = authorization.kind === 'eip3009' ? authorization.validBefore : authorization.deadline
+  const question = chainQuestion(parameters)
+  if (!question) return undefined
+  const { authorization, client, token } = question
+  const { usableUntil } = authorization
   try {
     // The finalized block first: the newest block read after it descends from it, so a use in
     // any block up to it shows there. A chain that names no finalized block counts its newest
     // block an hour later than it is: no reorg goes that deep.
     const finalized =
-      lastValid === undefined
+      usableUntil === undefined
         ? undefined
-        : await publicClient.getBlock({ blockTag: 'finalized' }).catch(async () => {
-            const latest = await publicClient.getBlock({ blockTag: 'latest' })
+        : await client.getBlock({ blockTag: 'finalized' }).catch(async () => {
+            const latest = await client.getBlock({ blockTag: 'latest' })
             return { timestamp: latest.timestamp - unfinalizedMarginSeconds }
           })
-    const used = await nonceSpent(publicClient, asset, authorization)
-    if (used) return 'used'
-    if (finalized === undefined || lastValid === undefined) return 'open'
-    const past = authorization.kind === 'eip3009' ? finalized.timestamp >= lastValid : finalized.timestamp > lastValid
-    return past ? 'expired' : 'open'
+    if (await nonceSpent(client, token, authorization)) return 'used'
+    return finalized !== undefined && usableUntil !== undefined && finalized.timestamp > usableUntil ? 'expired' : 'open'
   } catch {
     return undefined
   }
@@ -315,13 +307,12 @@ async function settlementReceipt(parameters: Omit<SettledAmountParameters, 'rese
  * transfer of its own cannot free budget its signed transfer may still take.
  */
 export async function settlementMovedByPayment(parameters: Omit<SettledAmountParameters, 'reserved'>): Promise<bigint | undefined> {
-  const { publicClient, requirements } = parameters
-  const authorization = transferAuthorization(parameters.payload)
-  if (!publicClient || !authorization || !isAddress(requirements.asset, loose)) return undefined
+  const question = chainQuestion(parameters)
+  if (!question) return undefined
   const receipt = await settlementReceipt(parameters)
   if (!receipt || receipt.blockNumber === 0n) return undefined
   try {
-    const usedAfter = (blockNumber: bigint) => nonceSpent(publicClient, requirements.asset as Address, authorization, blockNumber)
+    const usedAfter = (blockNumber: bigint) => nonceSpent(question.client, question.token, question.authorization, blockNumber)
     const [before, after] = await Promise.all([usedAfter(receipt.blockNumber - 1n), usedAfter(receipt.blockNumber)])
     return !before && after ? receipt.moved : undefined
   } catch {

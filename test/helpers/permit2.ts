@@ -1,5 +1,5 @@
 import { createRequire } from 'node:module'
-import type { Hex, PublicClient } from 'viem'
+import { type Hex, type PublicClient, parseAbi } from 'viem'
 import { permit2Address } from '../../src/x402/settled.ts'
 
 /**
@@ -19,18 +19,7 @@ contract Permit2Nonces {
 }
 `
 
-export const permit2NoncesAbi = [
-  {
-    type: 'function',
-    name: 'invalidateUnorderedNonces',
-    stateMutability: 'nonpayable',
-    inputs: [
-      { name: 'wordPos', type: 'uint256' },
-      { name: 'mask', type: 'uint256' },
-    ],
-    outputs: [],
-  },
-] as const
+export const permit2NoncesAbi = parseAbi(['function invalidateUnorderedNonces(uint256 wordPos, uint256 mask)'])
 
 function runtimeCode(): Hex {
   const solc = createRequire(import.meta.url)('solc') as { compile(input: string): string }

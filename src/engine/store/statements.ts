@@ -85,6 +85,7 @@ export function statements(dialect: StoreDialect) {
     entriesFrom:
       'select * from entries where chain_id = ? and hook = ? and chain_id is not null and block_number >= ? and reverted = 0 order by block_number desc, log_index desc',
     binding: 'select * from bindings where chain_id = ? and hook = ? and account = ? and sender = ?',
+    bindings: 'select * from bindings where chain_id = ? and hook = ?',
     saveBinding:
       insert(codec.bindings as codec.TableCodec<unknown>) +
       ' on conflict (chain_id, hook, account, sender) do update set task_id = excluded.task_id, token = excluded.token, created_at = excluded.created_at',
@@ -170,6 +171,7 @@ export function createStoreTx(dialect: StoreDialect, exec: Executor): StoreTx {
       andThen(exec.all(q.entriesFrom, [chainId, hook, from.toString()]), many(codec.entries.decode)),
     binding: (chainId, hook, account, sender) =>
       andThen(exec.get(q.binding, [chainId, hook, account, sender]), one(codec.bindings.decode)),
+    bindings: (chainId, hook) => andThen(exec.all(q.bindings, [chainId, hook]), many(codec.bindings.decode)),
     saveBinding: (row) => andThen(exec.run(q.saveBinding, codec.bindings.encode(row)), ignore),
     deleteBinding: (chainId, hook, account, sender) => exec.run(q.deleteBinding, [chainId, hook, account, sender]),
   }
