@@ -11,6 +11,7 @@ import {ISpendingHook} from "./interfaces/ISpendingHook.sol";
 ///      - `transfer(to, amount)` to any target (token = target);
 ///      - `transferFrom(from, to, amount)` when `from` is the account (token = target);
 ///      - `approve(spender, amount)` (token = target, recipient = spender).
+///      An outflow whose recipient is the account itself moves nothing out and is not metered.
 ///      `ref` is the word right after the standard arguments: `callData[68:100]` for `transfer` and
 ///      `approve`, `callData[100:132]` for `transferFrom`, zero when the call data is shorter. For native
 ///      value, `ref` is the call data itself when it is exactly 32 bytes long, otherwise zero.
@@ -42,7 +43,8 @@ contract SpendingHook is ISpendingHook {
     bytes4 internal constant TRANSFER_FROM_SELECTOR = 0x23b872dd; // transferFrom(address,address,uint256)
     bytes4 internal constant APPROVE_SELECTOR = 0x095ea7b3; // approve(address,uint256)
 
-    /// @dev ERC-7579 `uninstallModule(uint256,address,bytes)`.
+    /// @dev ERC-7579 `installModule(uint256,address,bytes)` and `uninstallModule(uint256,address,bytes)`.
+    bytes4 internal constant INSTALL_MODULE_SELECTOR = 0x9517e29f;
     bytes4 internal constant UNINSTALL_MODULE_SELECTOR = 0xa71763a8;
 
     /// @dev Limits and counters of one account for one token. `windowStart` and `windowSeconds` share a slot.
@@ -160,6 +162,9 @@ contract SpendingHook is ISpendingHook {
         // cannot tell which calls failed, so an outflow metered here might never happen.
         if (execType == EXECTYPE_TRY) revert TryExecutionRefused();
         if (execType != EXECTYPE_DEFAULT) revert UnsupportedExecution();
+        // A non-zero mode selector (bytes 6 to 9) gives the execution data another layout, such as
+        // ERC-7821's batch of batches, which the account would run but this hook would misread.
+        if (bytes4(mode << 48) != bytes4(0)) revert UnsupportedExecution();
 
         if (callType == CALLTYPE_SINGLE) {
             _meterSingle(msgSender, executionCalldata, viaExecutor);
@@ -206,7 +211,8 @@ contract SpendingHook is ISpendingHook {
         internal
     {
         _refuseProtected(target, callData, viaExecutor);
-        if (value != 0) {
+        // Value the account sends to itself does not leave it: not metered, not logged.
+        if (value != 0 && target != msg.sender) {
             // casting to 'bytes32' is safe because callData is exactly 32 bytes long when it is cast
             // forge-lint: disable-next-line(unsafe-typecast)
             bytes32 nativeRef = callData.length == 32 ? bytes32(callData) : bytes32(0);
@@ -217,38 +223,40 @@ contract SpendingHook is ISpendingHook {
         bytes4 selector = bytes4(callData[0:4]);
         if (selector == TRANSFER_SELECTOR || selector == APPROVE_SELECTOR) {
             address to = address(uint160(_paddedWord(callData, 4)));
-            _spend(msgSender, target, to, _paddedWord(callData, 36), _ref(callData, 68));
+            if (to != msg.sender) _spend(msgSender, target, to, _paddedWord(callData, 36), _ref(callData, 68));
         } else if (selector == TRANSFER_FROM_SELECTOR) {
             if (address(uint160(_paddedWord(callData, 4))) != msg.sender) return;
             address to = address(uint160(_paddedWord(callData, 36)));
-            _spend(msgSender, target, to, _paddedWord(callData, 68), _ref(callData, 100));
+            if (to != msg.sender) _spend(msgSender, target, to, _paddedWord(callData, 68), _ref(callData, 100));
         }
     }
 
     /// @dev An execution may call the hook only to set the account's limits, and only through
     ///      `execute`: an executor module (an agent's session, say) spends within the limits but
-    ///      cannot lift them, nor reach `execute` through a call of the account to itself. Calling `onUninstall` directly would leave the account with a hook that
-    ///      refuses everything; calling `preCheck` would log outflows that never happened. An
-    ///      execution may not uninstall this hook either: the account's owner does that in a call of
-    ///      its own, which the account's `ModuleUninstalled` event makes visible, never in the middle
-    ///      of a batch that spends unmetered and installs the hook again.
+    ///      cannot lift them. Calling `onUninstall` directly would leave the account with a hook that
+    ///      refuses everything; calling `preCheck` would log outflows that never happened.
+    ///      An executor may not call its account at all: through the account's own functions
+    ///      (`installModule`, `execute`, an upgrade, a fallback handler) it could replace this hook,
+    ///      install a validator of its own, or reach `execute` and set limits as the account.
+    ///      An execution of the account's own may not install a hook nor uninstall this one: the
+    ///      owner does that in a call of its own, which the account's `ModuleInstalled` /
+    ///      `ModuleUninstalled` events make visible, never in the middle of a batch that spends
+    ///      unmetered and puts this hook back.
     function _refuseProtected(address target, bytes calldata callData, bool viaExecutor) internal view {
         if (target != address(this) && target != msg.sender) return;
-        // A call with less than a selector reaches only a fallback or receive function: the hook has
-        // neither, and the account's own runs no module code.
-        if (callData.length < 4) return;
-        bytes4 selector = bytes4(callData[0:4]);
+        // Selector of the call; a call with less than four bytes of data reaches only a receive or
+        // fallback function (the hook has neither).
+        bytes4 selector = callData.length < 4 ? bytes4(0) : bytes4(callData[0:4]);
         if (target == address(this)) {
+            if (callData.length < 4) return;
             if (selector != this.setLimits.selector || viaExecutor) revert ProtectedCall(target, selector);
-        } else if (viaExecutor && selector == EXECUTE_SELECTOR) {
-            // The account's own `execute`, called by itself for an executor: the hook would see it
-            // as the account's call, and an executor could set limits through it.
+        } else if (viaExecutor) {
             revert ProtectedCall(target, selector);
-        } else if (
-            selector == UNINSTALL_MODULE_SELECTOR && _paddedWord(callData, 4) == MODULE_TYPE_HOOK
-                && _paddedWord(callData, 36) == uint256(uint160(address(this)))
-        ) {
-            revert ProtectedCall(target, selector);
+        } else if (callData.length >= 4 && _paddedWord(callData, 4) == MODULE_TYPE_HOOK) {
+            if (
+                selector == INSTALL_MODULE_SELECTOR
+                    || (selector == UNINSTALL_MODULE_SELECTOR && _paddedWord(callData, 36) == uint256(uint160(address(this))))
+            ) revert ProtectedCall(target, selector);
         }
     }
 

@@ -198,9 +198,11 @@ contract SpendingHookTest is HookTestBase {
     }
 
     function test_TransferFrom_FromAccount_RecordsSpend() public {
+        // The account's approval of itself moves nothing out: not metered.
         _executeSingle(address(token), 0, abi.encodeCall(MockERC20.approve, (address(account), 100 * USDC)));
+        vm.assertEq(_state(address(token)).cumulativeSpent, 0, "self-approval not metered");
 
-        _expectSpend(address(token), bob, 40 * USDC, 0, 140 * USDC, REF);
+        _expectSpend(address(token), bob, 40 * USDC, 0, 40 * USDC, REF);
         _executeSingle(address(token), 0, _transferFromData(address(account), bob, 40 * USDC, REF));
         vm.assertEq(token.balanceOf(bob), 40 * USDC, "bob paid");
     }

@@ -100,8 +100,8 @@ interface ISpendingHook {
     error CumulativeLimitExceeded(address token, uint256 amount, uint256 remaining);
 
     /// @notice The execution's call type (delegatecall, static call, anything but single or batch
-    ///         call) or exec type (anything but default; try has `TryExecutionRefused`) cannot be
-    ///         metered, so it is refused.
+    ///         call), exec type (anything but default; try has `TryExecutionRefused`) or mode
+    ///         selector (anything but zero) cannot be metered, so it is refused.
     error UnsupportedExecution();
 
     /// @notice The execution is in try mode (exec type `0x01`), which is refused whatever it calls.
@@ -112,9 +112,9 @@ interface ISpendingHook {
     error TryExecutionRefused();
 
     /// @notice An execution would change the hook itself: a call to the hook other than `setLimits`,
-    ///         `setLimits` from an executor module (`executeFromExecutor`, directly or through the
-    ///         account's own `execute`), or the account's own `uninstallModule` of this hook made
-    ///         from inside an execution.
+    ///         `setLimits` from an executor module (`executeFromExecutor`), any call of an executor
+    ///         module's execution to its own account, or the account's own `installModule` of a hook
+    ///         or `uninstallModule` of this hook made from inside an execution.
     /// @param target The call's target: the hook or the account.
     /// @param selector The refused function.
     error ProtectedCall(address target, bytes4 selector);
