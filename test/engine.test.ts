@@ -773,6 +773,91 @@ describe.each(storeTargets)('engine on $name', (target) => {
       expect(await guard.verify()).toEqual({ ok: true, problems: [] })
     })
 
+    test('behavior: a payment that settles after its hold was released by close is recorded once, as a fact', async () => {
+      const guard = await guards.guard()
+      await guard.allocate('t1', { total: 100n, ...USDC })
+      let paid = 0
+      const pay = () =>
+        guard.pay('t1', 40n, async () => {
+          paid++
+          if (paid === 1) expect(await guard.close('t1')).toMatchObject({ releasedHolds: 1, spent: 0n })
+          return { settled: 30n, peer: 'api.example' }
+        }, { key: 'order-9' })
+      const entry = await pay()
+      expect(entry).toMatchObject({ taskId: 't1', amount: 30n, holdId: undefined, peer: 'api.example', source: 'offchain' })
+      expect(await guard.get('t1')).toMatchObject({ status: 'closed', spent: 30n, reserved: 0n, entryCount: 1 })
+      expect(await guard.entries('t1')).toEqual([entry])
+      // A retry with the key answers with that entry and pays nothing.
+      expect(await pay()).toEqual(entry)
+      expect(paid).toBe(1)
+      expect(await guard.get('t1')).toMatchObject({ spent: 30n, entryCount: 1 })
+      expect(await guard.verify()).toEqual({ ok: true, problems: [] })
+    })
+
+    test('behavior: a payment that settles after its hold expired is recorded as a fact, even past a hard limit', async () => {
+      let now = 1_000_000
+      const guard = await guards.guard({ clock: () => now })
+      await guard.allocate('t1', { total: 50n, ...USDC })
+      const hold = await guard.reserve('t1', 10n, { ttlMs: 1_000 })
+      const entry = await guard.pay('t1', 40n, async () => {
+        // Meanwhile the other hold expires and its room is taken by a record.
+        now += 2_000
+        await guard.record('t1', { amount: 10n })
+        // And this payment's own hold ends, released by its owner.
+        const [, own] = await guard.holds('t1')
+        await guard.release(own?.id as string)
+        return { settled: 45n }
+      })
+      expect(entry).toMatchObject({ amount: 45n, holdId: undefined })
+      expect((await guard.hold(hold.id)).status).toBe('expired')
+      expect(await guard.get('t1')).toMatchObject({ spent: 55n, reserved: 0n, overspent: 5n, status: 'exhausted' })
+      expect(await guard.verify()).toEqual({ ok: true, problems: [] })
+    })
+
+    test('behavior: a payment that settled more than its maximum is captured whole, past the hard limit', async () => {
+      const guard = await guards.guard()
+      await guard.allocate('t1', { total: 100n, ...USDC })
+      const overspent: unknown[] = []
+      guard.on('overspent', (event) => {
+        overspent.push(event)
+      })
+      const entry = await guard.pay('t1', 60n, async () => ({ settled: 120n }))
+      expect(entry).toMatchObject({ amount: 120n, holdId: expect.any(String) })
+      expect((await guard.hold(entry.holdId as string)).status).toBe('captured')
+      expect(await guard.get('t1')).toMatchObject({ spent: 120n, reserved: 0n, overspent: 20n, remaining: 0n })
+      await guard.flushAlerts()
+      expect(overspent).toEqual([expect.objectContaining({ taskId: 't1', spent: 120n, total: 100n, overspent: 20n })])
+      // Not a refusal: a later payment is refused before it runs, as usual.
+      let ran = false
+      const denied = await guard.pay('t1', 1n, async () => {
+        ran = true
+        return { settled: 1n }
+      }).catch((e) => e)
+      expect(denied).toBeInstanceOf(BudgetExceededError)
+      expect(ran).toBe(false)
+      expect(await guard.verify()).toEqual({ ok: true, problems: [] })
+    })
+
+    test('behavior: a settled payment whose entry details cannot be stored keeps its hold and says it was paid', async () => {
+      const guard = await guards.guard()
+      await guard.allocate('t1', { total: 100n, ...USDC })
+      const reports = [{ settled: 5n, at: Date.now() + 0.5 }, { settled: 5n, peer: 'a\u0000b' }, { settled: 5n, tool: 7 }]
+      for (const [i, report] of reports.entries()) {
+        const error = await guard.pay('t1', 10n, async () => report as { settled: bigint }).catch((e) => e)
+        expect(error).toBeInstanceOf(PaymentUnsettledError)
+        expect(error.reason).toContain('settled 5')
+        expect(error.cause).toBeInstanceOf(InvalidArgumentError)
+        const holds = await guard.holds('t1')
+        expect(error.holdId).toBe(holds[i]?.id)
+        expect(holds[i]?.status).toBe('open')
+      }
+      expect(await guard.get('t1')).toMatchObject({ spent: 0n, reserved: 30n })
+      // The caller settles them: capture what was paid.
+      for (const h of await guard.holds('t1')) await guard.capture(h.id, 5n)
+      expect(await guard.get('t1')).toMatchObject({ spent: 15n, reserved: 0n })
+      expect(await guard.verify()).toEqual({ ok: true, problems: [] })
+    })
+
     test('behavior: a retry answers with the original result whatever the risk assessor says now', async () => {
       let allowBig = true
       const guard = await guards.guard({

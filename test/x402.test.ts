@@ -457,7 +457,7 @@ describe('x402 adapter, end to end on anvil', () => {
     expect(await guard.verify()).toEqual({ ok: true, problems: [] })
   })
 
-  test('behavior: an unresolved payment stops being looked up on chain once its hold is settled some other way', async () => {
+  test('behavior: an unresolved payment stops being looked up on chain once its hold is captured some other way', async () => {
     // A client that counts its contract reads.
     let reads = 0
     const counting = createPublicClient({
@@ -476,16 +476,16 @@ describe('x402 adapter, end to end on anvil', () => {
     for (let i = 0; i < 100 && reads === before; i++) await wait(10)
     expect(reads).toBeGreaterThan(before)
 
-    // Released by hand: the authorization may still be used, but it is the operator's call now.
+    // Captured by hand (the operator learned what was paid): nothing left to look up.
     const [hold] = await guard.holds(taskId)
-    await guard.release((hold as { id: string }).id)
+    await guard.capture((hold as { id: string }).id, price)
     // A look-up already past its hold check may still read once; a poller that went on would
     // read about twenty times in 200 ms.
     const after = reads
     await wait(200)
     expect(reads - after).toBeLessThanOrEqual(1)
     expect(events.at(-1)).toMatchObject({ type: 'unresolved' })
-    expect(await guard.get(taskId)).toMatchObject({ spent: 0n, reserved: 0n })
+    expect(await guard.get(taskId)).toMatchObject({ spent: price, reserved: 0n, entryCount: 1 })
   })
 
   test('behavior: a paid request whose connection never opened releases its hold', async () => {
@@ -773,6 +773,24 @@ describe('x402 adapter, end to end on anvil', () => {
     expect((await guard.holds(taskId)).map((h) => h.status)).toEqual(['expired', 'open'])
     // The money left: the ledger counts it, past the hard limit, as overspent.
     expect(await guard.get(taskId)).toMatchObject({ spent: price, reserved: price, overspent: price, entryCount: 1 })
+    expect(await guard.verify()).toEqual({ ok: true, problems: [] })
+  })
+
+  test('behavior: a payment used on chain after its budget was closed is recorded once, as a fact', async () => {
+    const sent: string[] = []
+    const assets = [{ network, asset: token, publicClient }]
+    const { guard, pay, payer, events } = await setup({ total: 100_000n, assets, authorizationPollMs: 20, transport: keeping(sent) })
+    const before = await balanceOf(payer)
+    await expect(pay(`${resource.url}/drop`)).rejects.toThrow()
+    expect(events.at(-1)).toMatchObject({ type: 'unresolved' })
+    // The task ends while the payment is unresolved: close releases its hold.
+    expect(await guard.close(taskId)).toMatchObject({ releasedHolds: 1, spent: 0n })
+    await settleLater(sent[0] as string)
+    await until(events, 'captured')
+    expect(before - (await balanceOf(payer))).toBe(price)
+    const [entry] = await guard.entries(taskId)
+    expect(entry).toMatchObject({ amount: price, holdId: undefined, reason: expect.stringContaining('after its hold was released') })
+    expect(await guard.get(taskId)).toMatchObject({ status: 'closed', spent: price, reserved: 0n, entryCount: 1 })
     expect(await guard.verify()).toEqual({ ok: true, problems: [] })
   })
 

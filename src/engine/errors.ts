@@ -170,10 +170,11 @@ export class RiskDeniedError extends SpendguardError {
 
 export type PaymentUnsettledErrorType = PaymentUnsettledError
 /**
- * `pay` cannot tell what a payment settled, so its hold stays open and keeps the money
- * reserved: the payment with this key is running elsewhere or its outcome was lost, or the
- * payment function resolved something other than a settled amount. Capture what was paid
- * or release the hold; nothing was paid by the call that threw this.
+ * `pay` could not settle a payment, so its hold stays open and keeps the money reserved:
+ * the payment with this key is running elsewhere or its outcome was lost (nothing was paid
+ * by the call that threw this), or the payment function ran and resolved something other
+ * than a settled amount with valid entry details, or its capture failed (`cause`). Capture
+ * what was paid or release the hold.
  */
 export class PaymentUnsettledError extends SpendguardError {
   override name = 'PaymentUnsettledError'
@@ -182,9 +183,16 @@ export class PaymentUnsettledError extends SpendguardError {
   readonly holdId: string
   readonly key: string | undefined
   readonly reason: string
-  constructor({ taskId, holdId, key, reason }: { taskId: string; holdId: string; key?: string | undefined; reason: string }) {
+  constructor({
+    taskId,
+    holdId,
+    key,
+    reason,
+    cause,
+  }: { taskId: string; holdId: string; key?: string | undefined; reason: string; cause?: unknown }) {
     super(`Payment on task "${taskId}" is unsettled: ${reason}; hold "${holdId}" stays open.`, {
       metaMessages: ['Capture what was paid or release the hold.'],
+      cause,
     })
     this.taskId = taskId
     this.holdId = holdId

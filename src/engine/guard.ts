@@ -145,6 +145,9 @@ const recordKeys = { ...entryKeys, amount: true } as const
 const reserveKeys = { key: true, ttlMs: true, ref: true } as const
 const expirySweepTasksMax = 256
 
+/** The id of the entry of a payment that `pay` saw settle after its hold had ended. */
+const paidAfterHoldEnded = (holdId: string) => `entry_paid_${holdId}`
+
 /**
  * Creates a guard: a task-budget engine over the store `db` names.
  *
@@ -316,6 +319,11 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
       const prior = await store.db.selectFrom('entries').selectAll().where('id', '=', hold.entryId).executeTakeFirst()
       if (prior) return toEntry(entryCodec.decode(prior))
     }
+    if (hold.status === 'released' || hold.status === 'expired') {
+      // A retry of a payment that settled after its hold had ended: answer with its entry.
+      const prior = await store.db.selectFrom('entries').selectAll().where('id', '=', paidAfterHoldEnded(hold.id)).executeTakeFirst()
+      if (prior) return toEntry(entryCodec.decode(prior))
+    }
     if (hold.status !== 'open') throw new HoldNotOpenError({ holdId: hold.id, status: hold.status })
     if (!created) {
       // The key's hold is open, and no call of this process is paying with it: another process
@@ -348,12 +356,38 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
       await guard.release(hold.id)
       throw new InvalidArgumentError({ argument: 'settled', value: 0n, reason: 'nothing was settled; the hold was released' })
     }
-    return guard.capture(hold.id, settled, {
-      peer: result.peer,
-      tool: result.tool,
-      reason: result.reason,
-      at: result.at,
-    })
+    // From here on the money has moved: whatever stops the capture leaves the hold reserved
+    // and says so with PaymentUnsettledError, never with an error that means "nothing happened".
+    const unsettled = (reason: string, cause: unknown) =>
+      new PaymentUnsettledError({ taskId, holdId: hold.id, key: key ?? undefined, reason, cause })
+    let details: { peer: string | null; tool: string | null; reason: string | null; at: number | null }
+    try {
+      details = {
+        peer: v.optionalText('peer', result.peer),
+        tool: v.optionalText('tool', result.tool),
+        reason: v.optionalText('reason', result.reason),
+        at: v.optionalTimestamp('at', result.at),
+      }
+    } catch (error) {
+      throw unsettled(`the payment function settled ${settled} with entry details that cannot be stored`, error)
+    }
+    const input: rules.CaptureInput = { holdId: hold.id, amount: settled, entryId: null, ...details, fact: true }
+    try {
+      const { entry } = await submit((ctx) => rules.capture(ctx, input), taskId)
+      return toEntry(entry)
+    } catch (error) {
+      if (error instanceof HoldNotOpenError && (error.status === 'released' || error.status === 'expired')) {
+        // The hold ended while the payment ran (close, release, expiry); the spend is recorded
+        // once all the same, keyed by the hold, as a fact (past a hard limit it shows as overspent).
+        try {
+          const fact: rules.RecordInput = { taskId, id: paidAfterHoldEnded(hold.id), amount: settled, ...details, fact: true }
+          return toEntry(await submit((ctx) => rules.record(ctx, fact), taskId))
+        } catch (recordError) {
+          throw unsettled(`the payment settled ${settled} after its hold ended, and recording it failed`, recordError)
+        }
+      }
+      throw unsettled(`the payment settled ${settled}, and capturing it failed`, error)
+    }
   }
 
   function recordInput(taskId: string, params: RecordParameters, fact: boolean): rules.RecordInput {

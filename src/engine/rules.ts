@@ -86,6 +86,8 @@ export type CaptureInput = {
   tool: string | null
   reason: string | null
   at: number | null
+  /** A payment that already happened: more than the hold is captured whatever the limit. */
+  fact?: boolean
 }
 
 export type RecordInput = {
@@ -426,7 +428,7 @@ export async function capture(
   invariant(!b.closed, `open hold ${hold.id} on closed budget ${b.taskId}`)
   const extra = input.amount - hold.amount
   const { remaining } = balance(b)
-  if (b.hardLimit && extra > remaining)
+  if (b.hardLimit && extra > remaining && !input.fact)
     throw new BudgetExceededError({ taskId: b.taskId, requested: input.amount, remaining: remaining + hold.amount })
   if (input.entryId !== null && (await ctx.tx.entry(input.entryId)))
     throw new IdempotencyConflictError({ key: input.entryId, differences: ['id: already used by another entry'] })

@@ -397,16 +397,16 @@ export function createX402Guard(parameters: CreateX402GuardParameters): X402Guar
     try {
       entry = await guard.capture(payment.hold.id, amount, { peer, tool, reason })
     } catch (error) {
-      if (!(error instanceof HoldNotOpenError) || error.status !== 'expired') throw error
-      // The hold's TTL ran out before the payment was known settled; the money left all the
-      // same. It is recorded once (keyed by the hold) as a fact: a spend without a hold,
-      // whatever the limit (past it, the budget shows it overspent).
+      if (!(error instanceof HoldNotOpenError) || (error.status !== 'expired' && error.status !== 'released')) throw error
+      // The hold ended (its TTL ran out, or the budget was closed) before the payment was known
+      // settled; the money left all the same. It is recorded once (keyed by the hold) as a
+      // fact: a spend without a hold, whatever the limit (past it, the budget shows it overspent).
       entry = await guard.internal.recordFact(taskId, {
         id: `x402_${payment.hold.id}`,
         amount,
         peer,
         tool,
-        reason: `x402 ${payment.requirements.scheme} payment settled after its hold expired`,
+        reason: `x402 ${payment.requirements.scheme} payment settled after its hold ${error.status === 'expired' ? 'expired' : 'was released'}`,
       })
     }
     emit({ type: 'captured', hold: payment.hold, entry, settlement, amountSource })
@@ -541,10 +541,10 @@ export function createX402Guard(parameters: CreateX402GuardParameters): X402Guar
     const poll = () => {
       const timer = setTimeout(async () => {
         try {
-          // Settled some other way meanwhile (captured, or released by hand): nothing to look up. A
-          // hold its TTL expired is still looked after: the payee may yet use the authorization.
-          const status = (await guard.hold(payment.hold.id)).status
-          if (status !== 'open' && status !== 'expired') return
+          // Captured some other way meanwhile: nothing to look up. A hold that ended otherwise (its
+          // TTL, a release, the budget's close) is still looked after: the payee may yet use the
+          // authorization, and the money would leave all the same.
+          if ((await guard.hold(payment.hold.id)).status === 'captured') return
           if (!(await settledOnChain(payment, reason))) poll()
         } catch (error) {
           // Settled some other way between the look-up and the write, or the guard is gone.
