@@ -919,6 +919,71 @@ describe.each(storeTargets)('engine on $name', (target) => {
       expect(result.problems).toContain('t1: spent 11, live entries add up to 10')
       await guard.destroy()
     })
+
+    test('behavior: verify reports holds and entries that differ from the journal even where the sums agree', async () => {
+      const url = await guards.url()
+      const guard = await createGuard({ db: url })
+      try {
+        await guard.allocate('t1', { total: 100n, ...USDC })
+        const captured = await guard.reserve('t1', 50n)
+        const paid = await guard.capture(captured.id, 40n)
+        await guard.record('t1', { id: 'inv-a', amount: 10n })
+        await guard.record('t1', { id: 'inv-b', amount: 3n })
+        const released = await guard.release((await guard.reserve('t1', 5n)).id)
+        expect(await guard.verify()).toEqual({ ok: true, problems: [] })
+        const tampered = async (statements: string[]) => {
+          if (target.name === 'sqlite') {
+            const raw = new Database(url.slice('sqlite:'.length))
+            raw.transaction(() => {
+              for (const statement of statements) raw.prepare(statement).run()
+            })()
+            raw.close()
+          } else {
+            const raw = new pg.Client({ connectionString: url })
+            await raw.connect()
+            for (const statement of statements) await raw.query(statement)
+            await raw.end()
+          }
+          return guard.verify()
+        }
+        // Swap the amounts of a capture's entry and a record's: every sum still agrees.
+        let result = await tampered([
+          `update entries set amount = '10' where id = '${paid.id}'`,
+          "update entries set amount = '40' where id = 'inv-a'",
+        ])
+        expect(result.ok).toBe(false)
+        // (Entries are read in id order: the engine's `entry_…` before `inv-a`.)
+        expect(result.problems).toEqual([
+          `entry ${paid.id} (t1): amount 10, the journal says 40`,
+          'entry inv-a (t1): amount 40, the journal says 10',
+        ])
+        // A captured hold marked released (a retry of its capture would then be refused), a
+        // released one marked expired, and a capture's amount changed.
+        result = await tampered([
+          `update entries set amount = '40' where id = '${paid.id}'`,
+          "update entries set amount = '10' where id = 'inv-a'",
+          `update holds set status = 'released', captured_amount = '41' where id = '${captured.id}'`,
+          `update holds set status = 'expired' where id = '${released.id}'`,
+        ])
+        expect(result.problems).toEqual(
+          expect.arrayContaining([
+            `hold ${captured.id} (t1): released, the journal leaves it captured`,
+            `hold ${captured.id} (t1): captured 41, the journal captured 40`,
+            `hold ${released.id} (t1): expired, the journal leaves it released`,
+          ]),
+        )
+        expect(result.problems).toHaveLength(3)
+        // A hold the journal never reserved.
+        result = await tampered([
+          `update holds set status = 'captured', captured_amount = '40' where id = '${captured.id}'`,
+          `update holds set status = 'released' where id = '${released.id}'`,
+          `update holds set id = 'hold_forged' where id = '${released.id}'`,
+        ])
+        expect(result.problems).toEqual(['hold hold_forged (t1): not reserved in the journal'])
+      } finally {
+        await guard.destroy()
+      }
+    })
   })
 
   describe('group commit', () => {

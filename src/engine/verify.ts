@@ -1,5 +1,5 @@
 import { budgets, entries as entryCodec, holds as holdCodec, journal as journalCodec } from './store/codec.ts'
-import type { Kysely } from 'kysely'
+import type { Kysely, Selectable } from 'kysely'
 import type { Database } from './store/schema.ts'
 import type { BudgetRow, Store } from './store/types.ts'
 
@@ -10,9 +10,14 @@ type Replayed = {
   spent: bigint
   reserved: bigint
   closed: boolean
-  /** Holds by id: amount and whether the replay has them open. */
-  holds: Map<string, { amount: bigint; state: 'open' | 'captured' | 'ended' }>
+  /** Holds by id: amount, how the replay leaves them, and what a capture spent. */
+  holds: Map<string, ReplayedHold>
+  /** Spends recorded without a hold, by entry id: their amounts. */
+  records: Map<string, bigint>
 }
+
+/** `ended`: released or expired by a reversal of its capture, which the journal does not tell apart. */
+type ReplayedHold = { amount: bigint; state: 'open' | 'captured' | 'released' | 'expired' | 'ended'; captured: bigint | null }
 
 const pageSize = 10_000
 const problemsMax = 1_000
@@ -51,7 +56,7 @@ async function verifySnapshot(db: Kysely<Database>): Promise<VerifyResult> {
       let s = replay.get(j.taskId)
       if (j.kind === 'allocate') {
         if (s) report(`${where}: allocated twice`)
-        s = { total: j.amount ?? 0n, spent: 0n, reserved: 0n, closed: false, holds: new Map() }
+        s = { total: j.amount ?? 0n, spent: 0n, reserved: 0n, closed: false, holds: new Map(), records: new Map() }
         replay.set(j.taskId, s)
       } else if (!s) {
         report(`${where}: no allocation before it`)
@@ -63,13 +68,14 @@ async function verifySnapshot(db: Kysely<Database>): Promise<VerifyResult> {
           case 'reserve':
             if (j.holdId === null || hold) report(`${where}: hold missing or reserved twice`)
             s.reserved += amount
-            if (j.holdId !== null) s.holds.set(j.holdId, { amount, state: 'open' })
+            if (j.holdId !== null) s.holds.set(j.holdId, { amount, state: 'open', captured: null })
             break
           case 'capture':
             if (!hold || hold.state !== 'open') report(`${where}: captures hold ${j.holdId} that is not open`)
             else {
               s.reserved -= hold.amount
               hold.state = 'captured'
+              hold.captured = amount
             }
             s.spent += amount
             break
@@ -77,10 +83,13 @@ async function verifySnapshot(db: Kysely<Database>): Promise<VerifyResult> {
           case 'expire':
             if (!hold || hold.state !== 'open' || hold.amount !== amount)
               report(`${where}: ends hold ${j.holdId} that is not open with amount ${amount}`)
-            else hold.state = 'ended'
+            else hold.state = j.kind === 'release' ? 'released' : 'expired'
             s.reserved -= amount
             break
           case 'record':
+            if (j.entryId !== null) s.records.set(j.entryId, amount)
+            s.spent += amount
+            break
           case 'reconcile':
             s.spent += amount
             break
@@ -92,6 +101,7 @@ async function verifySnapshot(db: Kysely<Database>): Promise<VerifyResult> {
               const reopened = j.reservedAfter === s.reserved + hold.amount
               if (reopened) s.reserved += hold.amount
               hold.state = reopened ? 'open' : 'ended'
+              hold.captured = null
             }
             break
           case 'close':
@@ -113,8 +123,8 @@ async function verifySnapshot(db: Kysely<Database>): Promise<VerifyResult> {
   }
 
   const rows = (await db.selectFrom('budgets').selectAll().execute()).map((raw) => budgets.decode(raw))
-  const openHolds = await groupHolds(db)
-  const liveEntries = await groupEntries(db)
+  const openHolds = await groupHolds(db, replay, report)
+  const liveEntries = await groupEntries(db, replay, report)
   for (const b of rows) checkBudget(b, replay.get(b.taskId), openHolds.get(b.taskId), liveEntries.get(b.taskId), report)
   const known = new Set(rows.map((b) => b.taskId))
   for (const taskId of replay.keys()) if (!known.has(taskId)) report(`${taskId}: in the journal but has no budget`)
@@ -147,39 +157,71 @@ function checkBudget(
   if (b.spent < 0n || b.reserved < 0n) report(`${t}: negative balance`)
 }
 
-async function groupHolds(db: Kysely<Database>) {
+/**
+ * Every hold, paged by id: each must be the journal's, in the state and with the amounts the
+ * replay leaves it in. Resolves with the open ones' count and sum per task.
+ */
+async function groupHolds(db: Kysely<Database>, replay: Map<string, Replayed>, report: (line: string) => void) {
   const out = new Map<string, { count: number; sum: bigint }>()
-  const rows = await db.selectFrom('holds').selectAll().where('status', '=', 'open').execute()
-  for (const raw of rows) {
+  let seen = 0
+  await paged(db, 'holds', (raw) => {
     const h = holdCodec.decode(raw)
+    const r = replay.get(h.taskId)?.holds.get(h.id)
+    seen++
+    if (!r) return report(`hold ${h.id} (${h.taskId}): not reserved in the journal`)
+    const status = r.state === 'ended' ? (h.status === 'released' || h.status === 'expired' ? h.status : 'released or expired') : r.state
+    if (h.status !== status) report(`hold ${h.id} (${h.taskId}): ${h.status}, the journal leaves it ${status}`)
+    if (h.amount !== r.amount) report(`hold ${h.id} (${h.taskId}): amount ${h.amount}, the journal reserved ${r.amount}`)
+    if (r.state === 'captured' && h.capturedAmount !== r.captured)
+      report(`hold ${h.id} (${h.taskId}): captured ${h.capturedAmount}, the journal captured ${r.captured}`)
+    if (h.status !== 'open') return
     const g = out.get(h.taskId) ?? { count: 0, sum: 0n }
     g.count++
     g.sum += h.amount
     out.set(h.taskId, g)
-  }
+  })
+  let reserved = 0
+  for (const s of replay.values()) reserved += s.holds.size
+  if (seen !== reserved) report(`holds: the table has ${seen}, the journal reserved ${reserved}`)
   return out
 }
 
-async function groupEntries(db: Kysely<Database>) {
+/**
+ * Every entry, paged by id: a capture's must spend what the journal captured of its hold, a
+ * record's what the journal recorded. Resolves with the live ones' count and sum per task.
+ */
+async function groupEntries(db: Kysely<Database>, replay: Map<string, Replayed>, report: (line: string) => void) {
   const out = new Map<string, { count: number; sum: bigint }>()
+  await paged(db, 'entries', (raw) => {
+    const e = entryCodec.decode(raw)
+    if (e.reverted) return
+    const r = replay.get(e.taskId)
+    const journaled = e.holdId !== null ? r?.holds.get(e.holdId)?.captured : e.source === 'offchain' ? r?.records.get(e.id) : undefined
+    if (e.holdId !== null || e.source === 'offchain') {
+      if (journaled === undefined || journaled === null) report(`entry ${e.id} (${e.taskId}): no ${e.holdId !== null ? 'capture' : 'record'} of it in the journal`)
+      else if (journaled !== e.amount) report(`entry ${e.id} (${e.taskId}): amount ${e.amount}, the journal says ${journaled}`)
+    }
+    const g = out.get(e.taskId) ?? { count: 0, sum: 0n }
+    g.count++
+    g.sum += e.amount
+    out.set(e.taskId, g)
+  })
+  return out
+}
+
+/** Calls `row` with every row of `table`, read in pages in the order of its primary key `id`. */
+async function paged<T extends 'holds' | 'entries'>(db: Kysely<Database>, table: T, row: (raw: Selectable<Database[T]>) => void): Promise<void> {
   let afterId = ''
   for (;;) {
-    const rows = await db
-      .selectFrom('entries')
+    const rows = (await db
+      .selectFrom(table as 'holds' | 'entries')
       .selectAll()
       .where('id', '>', afterId)
       .orderBy('id')
       .limit(pageSize)
-      .execute()
-    for (const raw of rows) {
-      const e = entryCodec.decode(raw)
-      if (e.reverted) continue
-      const g = out.get(e.taskId) ?? { count: 0, sum: 0n }
-      g.count++
-      g.sum += e.amount
-      out.set(e.taskId, g)
-    }
-    if (rows.length < pageSize) return out
+      .execute()) as Selectable<Database[T]>[]
+    for (const raw of rows) row(raw)
+    if (rows.length < pageSize) return
     afterId = (rows[rows.length - 1] as { id: string }).id
   }
 }
