@@ -493,6 +493,28 @@ describe.each(storeTargets)('engine on $name', (target) => {
       expect(await guard.get('t1')).toMatchObject({ spent: 1n, reserved: 10n, entryCount: 1 })
     })
 
+    test('behavior: a misspelt option is refused, not dropped (a `ttl` would leave a hold that never expires)', async () => {
+      const guard = await guards.guard()
+      await guard.allocate('t1', { total: 100n, ...USDC })
+      await expect(guard.reserve('t1', 10n, { ttl: 1_000 } as never)).rejects.toMatchObject({
+        name: 'InvalidArgumentError',
+        argument: 'reserve options.ttl',
+        value: 1_000,
+      })
+      await expect(guard.record('t1', { amount: 1n, memo: 'x' } as never)).rejects.toMatchObject({ argument: 'record parameters.memo' })
+      await expect(guard.allocate('t2', { total: 1n, ...USDC, hardlimit: false } as never)).rejects.toMatchObject({
+        argument: 'allocate parameters.hardlimit',
+      })
+      const hold = await guard.reserve('t1', 10n, { ttlMs: 1_000 })
+      await expect(guard.capture(hold.id, 5n, { note: 'x' } as never)).rejects.toMatchObject({ argument: 'entry.note' })
+      await expect(guard.journal({ task: 't1' } as never)).rejects.toMatchObject({ argument: 'journal options.task' })
+      await expect(createGuard({ db: await guards.url(), hardlimit: false } as never)).rejects.toMatchObject({
+        argument: 'createGuard parameters.hardlimit',
+      })
+      expect(await guard.get('t1')).toMatchObject({ spent: 0n, reserved: 10n, openHolds: 1, entryCount: 0 })
+      expect(await guard.list()).toHaveLength(1)
+    })
+
     test('behavior: a soft limit lets spending pass the total and shows the overrun', async () => {
       const guard = await guards.guard({ hardLimit: false })
       await guard.allocate('soft', { total: 100n, ...USDC })

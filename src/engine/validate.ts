@@ -154,12 +154,17 @@ function sortKeys(value: unknown): unknown {
 
 /**
  * An options object, read once: each of `keys` is copied out of it, so that a getter or a
- * Proxy cannot show validation one value and the write another.
+ * Proxy cannot show validation one value and the write another. A key not among `keys` is
+ * refused.
  */
 export function options<T extends object>(argument: string, value: unknown, keys: { [K in keyof Required<T>]: true }): Partial<T> {
   if (value === undefined) return {}
   if (value === null || typeof value !== 'object' || Array.isArray(value))
     throw new InvalidArgumentError({ argument, value, reason: 'an options object' })
+  // A misspelt option (`ttl` for `ttlMs`) would otherwise be dropped without a word.
+  for (const key of Object.keys(value))
+    if (!Object.hasOwn(keys, key))
+      throw new InvalidArgumentError({ argument: `${argument}.${key}`, value: (value as Record<string, unknown>)[key], reason: `an option of ${Object.keys(keys).join(', ')}` })
   const snapshot: Partial<T> = {}
   for (const key in keys) snapshot[key as keyof T] = (value as T)[key as keyof T]
   return snapshot
