@@ -52,6 +52,11 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
   pool.on('error', () => {
     // An idle client lost its connection; the pool replaces it on next use.
   })
+  pool.on('connect', (client) => {
+    // While a client is lent out the pool's own listener is off it: a connection lost then
+    // fails the query under way (or the next), and its 'error' event must not end the process.
+    client.on('error', () => {})
+  })
   const db = new Kysely<Schema>({ dialect: new SchemaDialect({ pool }) })
   let writer: pg.Client
   let writerBackend: Backend | undefined
