@@ -2,7 +2,8 @@ import Database from 'better-sqlite3'
 import { Kysely, PostgresDialect } from 'kysely'
 import pg from 'pg'
 import { describe, expect, test } from 'vitest'
-import { CommitUnknownError, type CreateGuardParameters, type Guard, InvalidArgumentError, createGuard } from '../src/index.ts'
+import { CommitUnknownError, type CreateGuardParameters, type Guard, InvalidArgumentError, bindAccount, createGuard, listBindings } from '../src/index.ts'
+import * as rules from '../src/engine/rules.ts'
 import { statements } from '../src/engine/store/statements.ts'
 import { type PgProxy, startPgProxy } from './helpers/pg-proxy.ts'
 import { type StoreTarget, sqliteTarget, storeTargets } from './helpers/stores.ts'
@@ -54,6 +55,28 @@ describe.each(storeTargets)('store schema ($name)', (target) => {
       const names = await indexNames(url)
       expect(names).toEqual(expect.arrayContaining(['entries_chain', 'entries_unconfirmed', 'chain_logs_unconfirmed']))
     } finally {
+      await cleanup()
+    }
+  })
+
+  test('behavior: chain ids past 2^31-1 (Palm: 11297108109) are kept exactly, in bindings and on-chain entries', async () => {
+    const { url, cleanup } = await target.fresh()
+    const guard = await createGuard({ db: url })
+    try {
+      const chainId = 11_297_108_109
+      const hook = `0x${'11'.repeat(20)}` as const
+      await guard.allocate('agent', { total: 100n, asset: 'USDC', decimals: 6 })
+      await bindAccount(guard, { chainId, hook }, { account: `0x${'22'.repeat(20)}`, taskId: 'agent', token: `0x${'33'.repeat(20)}` })
+      expect((await listBindings(guard, { chainId, hook })).map((b) => b.chainId)).toEqual([chainId])
+      const chain = { chainId, blockNumber: 7n, blockHash: `0x${'44'.repeat(32)}`, txHash: `0x${'55'.repeat(32)}`, logIndex: 0, confirmed: false } as const
+      await guard.internal.submit((ctx) =>
+        rules.applyChainSpend(ctx, { taskId: 'agent', hook, amount: 9n, ref: `0x${'00'.repeat(32)}`, to: `0x${'66'.repeat(20)}`, chain }),
+      )
+      const [entry] = await guard.entries('agent')
+      expect(entry?.chain).toMatchObject({ chainId, blockNumber: 7n })
+      expect(await guard.verify()).toEqual({ ok: true, problems: [] })
+    } finally {
+      await guard.destroy()
       await cleanup()
     }
   })
@@ -152,6 +175,38 @@ describe.each(storeTargets.filter((t) => t.name === 'postgres'))('store tenants 
         [second.id, 'open'],
       ])
       expect((await guard.journal({ taskId: 't' })).map((j) => j.kind)).toEqual(['allocate', 'reserve', 'reserve', 'capture'])
+      expect(await guard.verify()).toEqual({ ok: true, problems: [] })
+    } finally {
+      await admin.end()
+      await guard.destroy()
+      await cleanup()
+    }
+  })
+
+  test('behavior: a connection the server drops while a read holds it fails that read, never the process', async () => {
+    const { url, cleanup } = await target.fresh()
+    const app = `sg_${Math.random().toString(36).slice(2, 10)}`
+    const named = new URL(url)
+    named.searchParams.set('application_name', app)
+    const guard = await createGuard({ db: named.toString() })
+    const admin = new pg.Client({ connectionString: process.env.SPENDGUARD_TEST_PG_URL })
+    await admin.connect()
+    try {
+      await guard.allocate('t', { total: 1_000n, asset: 'USDC', decimals: 6 })
+      await guard.record('t', { amount: 10n })
+      // A read snapshot (as verify() takes) keeps its pooled client between its queries; the
+      // server ends every connection of this guard meanwhile. The 'error' the client then
+      // emits, with the pool's own listener gone while it is lent out, must not escape.
+      const read = guard.internal.store.snapshot(async (db) => {
+        await db.selectFrom('budgets').selectAll().execute()
+        await admin.query('select pg_terminate_backend(pid) from pg_stat_activity where application_name = $1', [app])
+        await new Promise((resolve) => setTimeout(resolve, 300))
+        return db.selectFrom('journal').selectAll().execute()
+      })
+      await expect(read).rejects.toThrow()
+      // The guard goes on with fresh connections.
+      expect(await guard.record('t', { amount: 5n })).toMatchObject({ amount: 5n })
+      expect(await guard.get('t')).toMatchObject({ spent: 15n })
       expect(await guard.verify()).toEqual({ ok: true, problems: [] })
     } finally {
       await admin.end()

@@ -55,7 +55,7 @@ export interface Database {
     reason: string | null
     at: number | string
     source: string
-    chain_id: number | null
+    chain_id: number | string | null
     hook: string | null
     block_number: number | string | null
     block_hash: string | null
@@ -88,21 +88,21 @@ export interface Database {
     lease_until: number | string | null
   }
   chain_cursors: {
-    chain_id: number
+    chain_id: number | string
     hook: string
     block_number: number | string
     block_hash: string
     updated_at: number | string
   }
   chain_blocks: {
-    chain_id: number
+    chain_id: number | string
     hook: string
     number: number | string
     hash: string
     parent_hash: string
   }
   chain_logs: {
-    chain_id: number
+    chain_id: number | string
     hook: string
     block_hash: string
     log_index: number
@@ -119,7 +119,7 @@ export interface Database {
     confirmed: number
   }
   bindings: {
-    chain_id: number
+    chain_id: number | string
     hook: string
     account: string
     sender: string
@@ -136,6 +136,7 @@ export function migrations(dialect: StoreDialect): MigrationProvider {
     '2026-11-21-unconfirmed': unconfirmed(),
     '2026-11-22-unbounded-sums': unboundedSums(dialect),
     '2026-11-22-unbounded-journal-amounts': unboundedJournalAmounts(dialect),
+    '2026-11-22-wide-chain-ids': wideChainIds(dialect),
   }
   return { getMigrations: async () => all }
 }
@@ -403,5 +404,22 @@ function unboundedJournalAmounts(dialect: StoreDialect): Migration {
   return {
     up: (db) => retype(db, 'numeric'),
     down: (db) => retype(db, 'numeric(78,0)'),
+  }
+}
+
+/**
+ * Chain ids are any safe integer (some chains' ids pass 2^31-1: Palm's is 11297108109), and
+ * PostgreSQL's `integer` stops at 2^31-1: its chain id columns become bigint. SQLite's
+ * integers are 64-bit already.
+ */
+function wideChainIds(dialect: StoreDialect): Migration {
+  const tables = ['entries', 'chain_cursors', 'chain_blocks', 'chain_logs', 'bindings']
+  const retype = async (db: Kysely<any>, type: string) => {
+    if (dialect !== 'postgres') return
+    for (const table of tables) await db.schema.alterTable(table).alterColumn('chain_id', (c) => c.setDataType(sql.raw(type))).execute()
+  }
+  return {
+    up: (db) => retype(db, 'bigint'),
+    down: (db) => retype(db, 'integer'),
   }
 }
