@@ -836,6 +836,22 @@ describe.each(storeTargets)('engine on $name', (target) => {
       expect(await guard.verify()).toEqual({ ok: true, problems: [] })
     })
 
+    test('behavior: a payment the chain captured first (the tracker matched its ref) answers with the chain entry', async () => {
+      const guard = await guards.guard()
+      await guard.allocate('t1', { total: 100n, ...USDC })
+      const chain = { chainId: 31337, blockNumber: 9n, blockHash: `0x${'aa'.repeat(32)}`, txHash: `0x${'bb'.repeat(32)}`, logIndex: 3, confirmed: false } as const
+      const entry = await guard.pay('t1', 40n, async ({ hold }) => {
+        // The agent pays on chain with the hold's ref; the tracker applies the log before `fn` returns.
+        await guard.internal.submit((ctx) =>
+          rules.applyChainSpend(ctx, { taskId: 't1', hook: `0x${'cc'.repeat(20)}`, amount: 35n, ref: hold.ref, to: `0x${'dd'.repeat(20)}`, chain }),
+        )
+        return { settled: 35n }
+      })
+      expect(entry).toMatchObject({ amount: 35n, source: 'onchain', chain: { txHash: chain.txHash, logIndex: 3 } })
+      expect(await guard.get('t1')).toMatchObject({ spent: 35n, reserved: 0n, entryCount: 1 })
+      expect(await guard.verify()).toEqual({ ok: true, problems: [] })
+    })
+
     test('behavior: a payment that settled more than its maximum is captured whole, past the hard limit', async () => {
       const guard = await guards.guard()
       await guard.allocate('t1', { total: 100n, ...USDC })

@@ -386,6 +386,13 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
           throw unsettled(`the payment settled ${settled} after its hold ended, and recording it failed`, recordError)
         }
       }
+      if (error instanceof HoldNotOpenError && error.status === 'captured') {
+        // Captured meanwhile by the chain: the tracker matched the payment's `ref` and recorded
+        // what the chain moved; that entry is this payment's.
+        const captured = await guard.hold(hold.id)
+        const prior = captured.entryId && (await store.db.selectFrom('entries').selectAll().where('id', '=', captured.entryId).executeTakeFirst())
+        if (prior) return toEntry(entryCodec.decode(prior))
+      }
       throw unsettled(`the payment settled ${settled}, and capturing it failed`, error)
     }
   }
