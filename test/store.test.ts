@@ -4,6 +4,8 @@ import pg from 'pg'
 import { describe, expect, test } from 'vitest'
 import { CommitUnknownError, type CreateGuardParameters, type Guard, InvalidArgumentError, bindAccount, createGuard, listBindings } from '../src/index.ts'
 import * as rules from '../src/engine/rules.ts'
+import { CursorMovedError } from '../src/onchain/errors.ts'
+import * as reconcile from '../src/onchain/reconcile.ts'
 import { statements } from '../src/engine/store/statements.ts'
 import { type PgProxy, startPgProxy } from './helpers/pg-proxy.ts'
 import { type StoreTarget, sqliteTarget, storeTargets } from './helpers/stores.ts'
@@ -179,6 +181,51 @@ describe.each(storeTargets.filter((t) => t.name === 'postgres'))('store tenants 
     } finally {
       await admin.end()
       await guard.destroy()
+      await cleanup()
+    }
+  })
+
+  test('behavior: two trackers whose first batches run at once on a ledger without a cursor: one moves it, the other finds it moved', async () => {
+    const { url, cleanup } = await target.fresh()
+    const first = await createGuard({ db: url })
+    const second = await createGuard({ db: url })
+    try {
+      const key = { chainId: 31337, hook: `0x${'11'.repeat(20)}` }
+      const batch = (number: bigint) => ({
+        ...key,
+        logs: [],
+        blocks: [],
+        from: null,
+        to: { number, hash: `0x${number.toString(16).padStart(64, '0')}` },
+        confirmedUpTo: -1n,
+        pruneBelow: 0n,
+      })
+      // The second reads "no cursor" first, then waits while the first commits its batch.
+      let firstDone!: () => void
+      const committed = new Promise<void>((resolve) => (firstDone = resolve))
+      let secondRead!: () => void
+      const read = new Promise<void>((resolve) => (secondRead = resolve))
+      const late = second.internal.submit(async (ctx) => {
+        const chain = {
+          ...ctx.tx.chain,
+          cursor: async (chainId: number, hook: string) => {
+            const cursor = await ctx.tx.chain.cursor(chainId, hook)
+            secondRead()
+            await committed
+            return cursor
+          },
+        }
+        return reconcile.applyBatch({ ...ctx, tx: { ...ctx.tx, chain } }, batch(900n))
+      })
+      await read
+      await first.internal.submit((ctx) => reconcile.applyBatch(ctx, batch(100n)))
+      firstDone()
+      await expect(late).rejects.toBeInstanceOf(CursorMovedError)
+      // The first batch's cursor stands: the blocks after it are still to be read.
+      expect(await first.internal.store.chain.cursor(key.chainId, key.hook)).toMatchObject({ blockNumber: 100n })
+    } finally {
+      await first.destroy()
+      await second.destroy()
       await cleanup()
     }
   })

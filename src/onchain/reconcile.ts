@@ -52,6 +52,9 @@ export async function applyBatch(ctx: rules.RuleContext, batch: ApplyBatch): Pro
   const stored = await ctx.tx.chain.cursor(chainId, hook)
   // Another tracker process moved on: write nothing; the caller resumes from the stored cursor.
   if (!sameCursor(batch.from, stored)) throw new CursorMovedError()
+  // The cursor moves first, and only from where the batch began: a tracker that read the same
+  // cursor (or none) at the same time waits for this transaction, then finds it moved.
+  await moveCursor(ctx, { chainId, hook }, batch.from, batch.to)
   const checked = batch.checkedPairs
   if (checked && (await ctx.tx.chain.bindings(chainId, hook)).some((b) => !checked.has(pairKey(b.account, b.token)))) throw new BindingsChanged()
 
@@ -129,13 +132,6 @@ export async function applyBatch(ctx: rules.RuleContext, batch: ApplyBatch): Pro
   }
   for (const row of kept) await ctx.tx.chain.insertLog(row)
   for (const block of batch.blocks) await ctx.tx.chain.insertBlock(block)
-  await ctx.tx.chain.saveCursor({
-    chainId,
-    hook,
-    blockNumber: batch.to.number,
-    blockHash: batch.to.hash,
-    updatedAt: ctx.now,
-  })
   await confirm(ctx, batch)
   await ctx.tx.chain.pruneBlocksBelow(chainId, hook, batch.pruneBelow)
   return result
@@ -158,19 +154,19 @@ export async function rollback(ctx: rules.RuleContext, r: Rollback): Promise<{ r
   const stored = await ctx.tx.chain.cursor(chainId, hook)
   if (!sameCursor(r.expected, stored)) throw new CursorMovedError()
   invariant(r.ancestor.number <= r.expected.number, 'rollback ancestor above the cursor')
+  await moveCursor(ctx, { chainId, hook }, r.expected, r.ancestor)
   // Newest first: each spend leaves its budget, a hold it captured opens again.
   const orphaned = await ctx.tx.chain.entriesFrom(chainId, hook, r.ancestor.number + 1n)
   for (const entry of orphaned) await rules.revertChainSpend(ctx, entry.id)
   await ctx.tx.chain.deleteLogsFrom(chainId, hook, r.ancestor.number + 1n)
   await ctx.tx.chain.deleteBlocksFrom(chainId, hook, r.ancestor.number + 1n)
-  await ctx.tx.chain.saveCursor({
-    chainId,
-    hook,
-    blockNumber: r.ancestor.number,
-    blockHash: r.ancestor.hash,
-    updatedAt: ctx.now,
-  })
   return { reverted: orphaned.length }
+}
+
+async function moveCursor(ctx: rules.RuleContext, { chainId, hook }: ChainKey, from: Cursor | null, to: Cursor): Promise<void> {
+  const row = { chainId, hook, blockNumber: to.number, blockHash: to.hash, updatedAt: ctx.now }
+  const moved = await ctx.tx.chain.moveCursor(row, from && { blockNumber: from.number, blockHash: from.hash })
+  if (moved !== 1) throw new CursorMovedError()
 }
 
 export async function saveBinding(ctx: rules.RuleContext, row: BindingRow): Promise<BindingRow> {

@@ -67,9 +67,13 @@ export function statements(dialect: StoreDialect) {
     insertOutbox: insert(codec.outbox as codec.TableCodec<unknown>),
     // Locked on PostgreSQL: two trackers of one hook apply their batches one after the other.
     cursor: `select * from chain_cursors where chain_id = ? and hook = ?${lock}`,
-    saveCursor:
-      'insert into chain_cursors (chain_id, hook, block_number, block_hash, updated_at) values (?, ?, ?, ?, ?) ' +
-      'on conflict (chain_id, hook) do update set block_number = excluded.block_number, block_hash = excluded.block_hash, updated_at = excluded.updated_at',
+    // A cursor moves only from where its batch began: a first batch inserts it (and loses to
+    // another tracker's first batch), a later one updates the very row it read. Two trackers
+    // starting at once on PostgreSQL both read no row, which the lock above cannot lock.
+    claimCursor:
+      'insert into chain_cursors (chain_id, hook, block_number, block_hash, updated_at) values (?, ?, ?, ?, ?) on conflict (chain_id, hook) do nothing',
+    advanceCursor:
+      'update chain_cursors set block_number = ?, block_hash = ?, updated_at = ? where chain_id = ? and hook = ? and block_number = ? and block_hash = ?',
     insertBlock:
       insert(codec.chainBlocks as codec.TableCodec<unknown>) +
       ' on conflict (chain_id, hook, number) do update set hash = excluded.hash, parent_hash = excluded.parent_hash',
@@ -153,7 +157,10 @@ export function createStoreTx(dialect: StoreDialect, exec: Executor): StoreTx {
 
   const chain: ChainStoreTx = {
     cursor: (chainId, hook) => andThen(exec.get(q.cursor, [chainId, hook]), one(codec.chainCursors.decode)),
-    saveCursor: (row) => andThen(exec.run(q.saveCursor, codec.chainCursors.encode(row)), ignore),
+    moveCursor: (row, from) =>
+      from === null
+        ? exec.run(q.claimCursor, codec.chainCursors.encode(row))
+        : exec.run(q.advanceCursor, [row.blockNumber.toString(), row.blockHash, row.updatedAt, row.chainId, row.hook, from.blockNumber.toString(), from.blockHash]),
     insertBlock: (row) => andThen(exec.run(q.insertBlock, codec.chainBlocks.encode(row)), ignore),
     deleteBlocksFrom: (chainId, hook, from) =>
       andThen(exec.run(q.deleteBlocksFrom, [chainId, hook, from.toString()]), ignore),

@@ -143,7 +143,11 @@ export interface StoreTx {
 /** The tracker's tables, written in the same transaction as the ledger changes. */
 export interface ChainStoreTx {
   cursor(chainId: number, hook: string): MaybePromise<ChainCursorRow | undefined>
-  saveCursor(row: ChainCursorRow): MaybePromise<void>
+  /**
+   * Moves the cursor to `row` from `from` (null: no cursor yet); resolves with the rows changed,
+   * 0 when the stored cursor is not `from` (another tracker moved it).
+   */
+  moveCursor(row: ChainCursorRow, from: { blockNumber: bigint; blockHash: string } | null): MaybePromise<number>
   insertBlock(row: ChainBlockRow): MaybePromise<void>
   deleteBlocksFrom(chainId: number, hook: string, fromNumber: bigint): MaybePromise<void>
   pruneBlocksBelow(chainId: number, hook: string, belowNumber: bigint): MaybePromise<void>
