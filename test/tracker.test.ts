@@ -336,6 +336,32 @@ describe.each(storeTargets)('tracker on $name', (target) => {
     expect((await guard.get('agent')).spent).toBe(spent)
   })
 
+  test('behavior: a reorg within the window that also replaces the block before fromBlock is rolled back whole', async () => {
+    const { stack, guard, follow } = await setup()
+    // Blocks of padding, so the reorg below leaves the deployment alone; the tracker starts at the tip.
+    await rpc(anvil.rpcUrl, 'anvil_mine', [numberToHex(10)])
+    const fromBlock = (await stack.publicClient.getBlockNumber()) + 1n
+    const tracker = follow({ fromBlock, reorgDepthMax: 12, confirmations: 2 })
+    await tracker.bind({ account: stack.account, taskId: 'agent', token: stack.token })
+    await stack.pay({ to: peer(1), amount: 5n })
+    await stack.pay({ to: peer(2), amount: 7n })
+    await tracker.syncOnce()
+    expect((await guard.get('agent')).spent).toBe(12n)
+    // Four blocks replaced by empty ones: both spends, and the block before `fromBlock`, are gone.
+    await rpc(anvil.rpcUrl, 'anvil_reorg', [4, []])
+    expect(await tracker.syncOnce()).toMatchObject({ reorgs: 1, reverted: 2 })
+    expect(await guard.get('agent')).toMatchObject({ spent: 0n, entryCount: 0 })
+    // It goes on following the new chain.
+    await stack.pay({ to: peer(3), amount: 11n })
+    expect(await tracker.syncOnce()).toMatchObject({ reorgs: 0, applied: 1 })
+    expect(await guard.get('agent')).toMatchObject({ spent: 11n, entryCount: 1 })
+    // And a second reorg over the new base is rolled back as well.
+    await rpc(anvil.rpcUrl, 'anvil_reorg', [3, []])
+    expect(await tracker.syncOnce()).toMatchObject({ reorgs: 1, reverted: 1 })
+    expect(await guard.get('agent')).toMatchObject({ spent: 0n })
+    expect(await guard.verify()).toEqual({ ok: true, problems: [] })
+  })
+
   test('behavior: a reorg while the tracker was away is rolled back however far the head moved since', async () => {
     const { stack, guard, fromBlock, follow } = await setup()
     const tracker = follow({ reorgDepthMax: 8 })

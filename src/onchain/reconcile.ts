@@ -143,7 +143,12 @@ async function confirm(ctx: rules.RuleContext, key: ChainKey & { confirmedUpTo: 
   await ctx.tx.chain.confirmEntriesUpTo(key.chainId, key.hook, key.confirmedUpTo)
 }
 
-export type Rollback = ChainKey & { expected: Cursor; ancestor: Cursor }
+export type Rollback = ChainKey & {
+  expected: Cursor
+  ancestor: Cursor
+  /** The new chain's block at `ancestor`, replacing the kept one there (a fresh start's base the reorg replaced too). */
+  base?: ChainBlockRow | undefined
+}
 
 /**
  * Undoes every log above `ancestor` (newest first): their spends leave the budgets,
@@ -159,7 +164,8 @@ export async function rollback(ctx: rules.RuleContext, r: Rollback): Promise<{ r
   const orphaned = await ctx.tx.chain.entriesFrom(chainId, hook, r.ancestor.number + 1n)
   for (const entry of orphaned) await rules.revertChainSpend(ctx, entry.id)
   await ctx.tx.chain.deleteLogsFrom(chainId, hook, r.ancestor.number + 1n)
-  await ctx.tx.chain.deleteBlocksFrom(chainId, hook, r.ancestor.number + 1n)
+  await ctx.tx.chain.deleteBlocksFrom(chainId, hook, r.base ? r.ancestor.number : r.ancestor.number + 1n)
+  if (r.base) await ctx.tx.chain.insertBlock(r.base)
   return { reverted: orphaned.length }
 }
 

@@ -528,6 +528,7 @@ export function createTracker(parameters: CreateTrackerParameters): Tracker {
     if (!cursor) return
     const kept = await store.chain.blocks(chainId, hook, 0n)
     let ancestor: reconcile.Cursor | undefined
+    let base: ChainBlockRow | undefined
     for (const block of kept) {
       const header = await getHeader(client, block.number, rpcOptions)
       if (!header) {
@@ -539,13 +540,20 @@ export function createTracker(parameters: CreateTrackerParameters): Tracker {
         ancestor = { number: block.number, hash: block.hash }
         break
       }
+      if (block === kept.at(-1) && fromBlock > 0n && block.number === fromBlock - 1n) {
+        // The oldest kept block is the base a fresh start kept, the block before `fromBlock`, and
+        // the reorg replaced it too: every block the tracker read is gone, and nothing below
+        // `fromBlock` was ever applied. All of it is undone, over the new chain's base.
+        base = blockRow(header)
+        ancestor = { number: header.number, hash: header.hash }
+      }
     }
     if (!ancestor) {
       const oldest = kept.length ? (kept[kept.length - 1] as ChainBlockRow).number : cursor.number
       throw new ReorgTooDeepError({ chainId, oldestKnown: oldest, reorgDepthMax })
     }
     const rolled = await guard.internal.submit((ctx) =>
-      reconcile.rollback(ctx, { ...scope, expected: cursor, ancestor: ancestor as reconcile.Cursor }),
+      reconcile.rollback(ctx, { ...scope, expected: cursor, ancestor: ancestor as reconcile.Cursor, base }),
     )
     result.reorgs++
     result.reverted += rolled.reverted
