@@ -712,6 +712,31 @@ describe.each(storeTargets)('tracker on $name', (target) => {
     }
   })
 
+  test('behavior: a node further behind than the kept window is waited for too, when the blocks it has are the ones applied', async () => {
+    const { stack, guard, follow } = await setup()
+    const proxy = await startFaultyRpc(anvil.rpcUrl, { rate: 0, maxRangeBlocks: 1_000, oversizeAboveBlocks: 1_000, slowMs: 0 })
+    try {
+      const tracker = follow({ rpcUrl: proxy.url, reorgDepthMax: 4 })
+      await tracker.bind({ account: stack.account, taskId: 'agent', token: stack.token })
+      for (let i = 0; i < 12; i++) await stack.pay({ to: peer(i), amount: 10n })
+      await tracker.syncOnce()
+      expect((await guard.get('agent')).spent).toBe(120n)
+      // A node ten blocks behind: its head is below every kept block, but the block of an
+      // applied spend it has is the very one the ledger has.
+      proxy.setNodeLag(10)
+      expect(await tracker.syncOnce()).toMatchObject({ reorgs: 0, reverted: 0, applied: 0 })
+      expect(await tracker.status()).toMatchObject({ error: null })
+      expect((await guard.get('agent')).spent).toBe(120n)
+      proxy.setNodeLag(0)
+      await stack.pay({ to: peer(1), amount: 13n })
+      expect(await tracker.syncOnce()).toMatchObject({ reorgs: 0, applied: 1 })
+      expect((await guard.get('agent')).spent).toBe(133n)
+      expect(await guard.verify()).toEqual({ ok: true, problems: [] })
+    } finally {
+      await proxy.stop()
+    }
+  })
+
   test('behavior: a chain that became shorter is rolled back at once; one started over stops the tracker', async () => {
     const { stack, guard, follow } = await setup()
     const tracker = follow({ reorgDepthMax: 4 })

@@ -374,7 +374,7 @@ export function createTracker(parameters: CreateTrackerParameters): Tracker {
       if (cursor.number > head.number) {
         // The node's head is below the ledger's cursor: a node behind on the same chain (its
         // head is a block the ledger kept) is waited for; another hash there, or a head below
-        // the kept window (a chain started over), is handled as a reorg.
+        // the kept window (a node far behind, or a chain started over), goes to handleReorg.
         const kept = (await store.chain.blocks(chainId, hook, head.number)).at(-1)
         if (kept?.number === head.number && kept.hash === head.hash) throw new NodeBehind()
         throw new ChainMoved(true)
@@ -522,6 +522,19 @@ export function createTracker(parameters: CreateTrackerParameters): Tracker {
     p.onProgress?.({ phase: 'follow', fromBlock: liveFrom, toBlock: head.number, cursor: last.number, logs: result.logs, elapsedMs: Date.now() - began })
   }
 
+  /**
+   * The node's head is below every kept block: a node far behind, or a chain that started over.
+   * The newest block below its head that the ledger has a log from tells them apart: the node has
+   * it, the node is behind (waited for; once past the cursor, a reorg shows there); another hash
+   * there, the chain moved under what was applied. With no such block, the node is waited for.
+   */
+  async function belowWindowOnSameChain(nodeHead: bigint): Promise<boolean> {
+    const known = await store.chain.loggedBlock(chainId, hook, nodeHead)
+    if (!known) return true
+    const header = await getHeader(client, known.number, rpcOptions)
+    return !header || header.hash === known.hash
+  }
+
   /** Walks back to the newest kept block the chain still has, and rolls back everything above it. */
   async function handleReorg(result: SyncResult): Promise<void> {
     const cursor = await storedCursor()
@@ -529,6 +542,7 @@ export function createTracker(parameters: CreateTrackerParameters): Tracker {
     const kept = await store.chain.blocks(chainId, hook, 0n)
     let ancestor: reconcile.Cursor | undefined
     let base: ChainBlockRow | undefined
+    let compared = false
     for (const block of kept) {
       const header = await getHeader(client, block.number, rpcOptions)
       if (!header) {
@@ -536,6 +550,7 @@ export function createTracker(parameters: CreateTrackerParameters): Tracker {
         if (lastHead !== null && block.number > lastHead) continue
         throw new NodeBehind()
       }
+      compared = true
       if (header.hash === block.hash) {
         ancestor = { number: block.number, hash: block.hash }
         break
@@ -548,6 +563,7 @@ export function createTracker(parameters: CreateTrackerParameters): Tracker {
         ancestor = { number: header.number, hash: header.hash }
       }
     }
+    if (!ancestor && !compared && lastHead !== null && (await belowWindowOnSameChain(lastHead))) throw new NodeBehind()
     if (!ancestor) {
       const oldest = kept.length ? (kept[kept.length - 1] as ChainBlockRow).number : cursor.number
       throw new ReorgTooDeepError({ chainId, oldestKnown: oldest, reorgDepthMax })

@@ -71,6 +71,33 @@ export function createChainReads(db: Kysely<Database>): ChainReads {
         .execute()
       return rows.map(codec.chainBlocks.decode)
     },
+    async loggedBlock(chainId, hook, atMost) {
+      // Each through its position index; reverted entries name blocks a reorg removed.
+      const entry = await db
+        .selectFrom('entries')
+        .select(['block_number', 'block_hash'])
+        .where('chain_id', '=', chainId)
+        .where('hook', '=', hook)
+        .where('chain_id', 'is not', null)
+        .where('block_number', '<=', atMost.toString())
+        .where('reverted', '=', 0)
+        .orderBy('block_number', 'desc')
+        .limit(1)
+        .executeTakeFirst()
+      const kept = await db
+        .selectFrom('chain_logs')
+        .select(['block_number', 'block_hash'])
+        .where('chain_id', '=', chainId)
+        .where('hook', '=', hook)
+        .where('block_number', '<=', atMost.toString())
+        .orderBy('block_number', 'desc')
+        .limit(1)
+        .executeTakeFirst()
+      const found = [entry, kept]
+        .filter((row) => row?.block_number != null && row.block_hash != null)
+        .map((row) => ({ number: BigInt(row?.block_number as string | number), hash: row?.block_hash as string }))
+      return found.sort((a, b) => (a.number > b.number ? -1 : a.number < b.number ? 1 : 0))[0]
+    },
     async cursor(chainId, hook) {
       const row = await db
         .selectFrom('chain_cursors')

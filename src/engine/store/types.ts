@@ -173,6 +173,8 @@ export interface ChainReads {
   cursor(chainId: number, hook: string): Promise<ChainCursorRow | undefined>
   /** Kept block hashes at or above `fromNumber`, newest first. */
   blocks(chainId: number, hook: string, fromNumber: bigint): Promise<ChainBlockRow[]>
+  /** The newest block at or below `atMost` that a live log of the hook was applied or kept from. */
+  loggedBlock(chainId: number, hook: string, atMost: bigint): Promise<{ number: bigint; hash: string } | undefined>
 }
 
 export type ChainCursorRow = {
