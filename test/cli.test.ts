@@ -1,5 +1,7 @@
 import { execFile, spawn } from 'node:child_process'
-import { existsSync, mkdtempSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs'
+import { type IncomingMessage, type ServerResponse, createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -15,13 +17,97 @@ const bin = fileURLToPath(new URL('../bin/spendguard.js', import.meta.url))
 
 function cli(args: string[], env: Record<string, string> = {}, cwd?: string) {
   return new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-    execFile(process.execPath, [bin, ...args], { env: { ...process.env, ...env }, cwd }, (error, stdout, stderr) => {
+    // A command that never ends is killed: the assertion on its outcome then fails instead of the test timing out.
+    execFile(process.execPath, [bin, ...args], { env: { ...process.env, ...env }, cwd, timeout: 30_000, killSignal: 'SIGKILL' }, (error, stdout, stderr) => {
       const { code, signal } = (error ?? {}) as { code?: number | null; signal?: string | null }
       // No documented outcome exits 1 or dies by a signal: show why, so a failing assertion names the cause.
       if (error && (code === 1 || signal)) console.error(`spendguard ${args[0]} exited ${code ?? signal}:\n${stderr}`)
       resolve({ code: error ? (code ?? 1) : 0, stdout, stderr })
     })
   })
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+/**
+ * The CLI as a long-running child, collecting its output. It leads a process group of its own,
+ * so `kill` also ends anything it started and left behind.
+ */
+function startCli(args: string[], env: Record<string, string> = {}) {
+  const child = spawn(process.execPath, [bin, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], detached: true })
+  const io = { stdout: '', stderr: '' }
+  child.stdout.setEncoding('utf8').on('data', (d: string) => (io.stdout += d))
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (io.stderr += d))
+  const closed = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('close', (code, signal) => resolve({ code, signal })))
+  return {
+    io,
+    signal: (signal: NodeJS.Signals) => child.kill(signal),
+    /** Waits until `ready` holds of the output; false if it does not within `ms` or the process ended first. */
+    async until(ready: () => boolean, ms: number): Promise<boolean> {
+      const deadline = Date.now() + ms
+      while (!ready()) {
+        if (Date.now() > deadline || child.exitCode !== null || child.signalCode !== null) return ready()
+        await sleep(25)
+      }
+      return true
+    },
+    /** How the process ended, or `timeout` if it still runs after `ms`. */
+    exited: (ms: number) => Promise.race([closed, sleep(ms).then(() => 'timeout' as const)]),
+    kill() {
+      try {
+        process.kill(-(child.pid as number), 'SIGKILL')
+      } catch {}
+    },
+  }
+}
+
+/** Whether a JSON-RPC endpoint answers at all. */
+async function answers(rpcUrl: string): Promise<boolean> {
+  try {
+    const response = await fetch(rpcUrl, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'eth_chainId', params: [] }),
+      signal: AbortSignal.timeout(1_000),
+    })
+    return response.ok
+  } catch {
+    return false
+  }
+}
+
+/**
+ * A JSON-RPC node (chain 31337) of `head` + 1 empty blocks that answers each getLogs over a
+ * range after `delayMs`: the tracker's backfill is then a stream of pages arriving at that pace.
+ */
+async function startSlowChain({ head, delayMs }: { head: number; delayMs: number }) {
+  const hex = (n: number) => `0x${n.toString(16)}`
+  const hash = (n: number) => `0x${(n + 1).toString(16).padStart(64, '0')}`
+  const block = (n: number) => (n < 0 || n > head ? null : { number: hex(n), hash: hash(n), parentHash: n === 0 ? `0x${'0'.repeat(64)}` : hash(n - 1) })
+  const server = createServer(async (req: IncomingMessage, res: ServerResponse) => {
+    let body = ''
+    for await (const chunk of req) body += chunk
+    const call = JSON.parse(body) as { id: number; method: string; params?: unknown[] }
+    const first = call.params?.[0]
+    let answer: { result: unknown } | { error: { code: number; message: string } }
+    if (call.method === 'eth_chainId') answer = { result: hex(31337) }
+    else if (call.method === 'eth_blockNumber') answer = { result: hex(head) }
+    else if (call.method === 'eth_getBlockByNumber') answer = { result: block(first === 'latest' ? head : Number(first)) }
+    else if (call.method === 'eth_getLogs') {
+      if (typeof first === 'object' && first !== null && 'fromBlock' in first) await sleep(delayMs)
+      answer = { result: [] }
+    } else answer = { error: { code: -32601, message: `no method ${call.method}` } }
+    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ jsonrpc: '2.0', id: call.id, ...answer }))
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  return {
+    rpcUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve())
+        server.closeAllConnections()
+      }),
+  }
 }
 
 describe.each(storeTargets)('cli on $name', (target) => {
@@ -72,9 +158,24 @@ describe.each(storeTargets)('cli on $name', (target) => {
     const thresholds = await run('allocate', 't2', '--total', '1', '--asset', 'USDC', '--decimals', '6', '--thresholds', '0.5,abc')
     expect(thresholds.code).toBe(2)
     expect(thresholds.stderr.trim()).toBe('spendguard: Invalid thresholds "0.5,abc": fractions separated by commas, e.g. 0.5,0.8,0.95')
+    // An amount of zero is refused as typed, not as the smallest-unit value it would be.
+    const zero = await run('reserve', 't1', '0.00')
+    expect(zero.code).toBe(2)
+    expect(zero.stderr).toBe('spendguard: Invalid amount "0.00": an amount is more than 0\n')
     // Nothing refused changed the ledger: the journal holds the allocation and the one record.
     const journal = JSON.parse((await run('journal', '--json')).stdout) as { kind: string }[]
     expect(journal.map((j) => j.kind)).toEqual(['allocate', 'record'])
+  })
+
+  test('behavior: status shows thresholds as the percentages they were written as', async () => {
+    const db = await guards.url()
+    const run = (...args: string[]) => cli([...args, '--db', db])
+    // 0.07 * 100 is 7.000000000000001 and 0.57 * 100 is 56.99999999999999 in floating point.
+    expect((await run('allocate', 't1', '--total', '100', '--asset', 'USDC', '--decimals', '6', '--thresholds', ' 0.07, 0.57,0.955')).code).toBe(0)
+    await run('record', 't1', '10')
+    const status = await run('status', 't1')
+    expect(status.code).toBe(0)
+    expect(status.stdout).toContain('  thresholds 7% ✓  57%  95.5%\n')
   })
 
   test('behavior: unbind removes what bind made, once; a second unbind exits 4', async () => {
@@ -252,6 +353,57 @@ test('behavior: bad input exits 2 before a store is opened, so a mistyped --db c
   }
 })
 
+test('behavior: amounts, limits, intervals and block numbers out of range exit 2 before a store is opened', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'spendguard-cli-'))
+  try {
+    const hook = '0x2222222222222222222222222222222222222222'
+    const sync = ['sync', '--rpc', 'http://127.0.0.1:1', '--chain-id', '1', '--hook', hook, '--once']
+    const allocate = ['allocate', 't', '--total', '1', '--asset', 'USDC', '--decimals', '6']
+    const bad: string[][] = [
+      ['journal', '--limit', '0'],
+      ['journal', '--limit', '100001'],
+      ['reserve', 't', '0'],
+      ['record', 't', '0.000'],
+      ['capture', 'hold_x', '0'],
+      // More fractional digits than any asset has (36), and a whole part above 2^256-1.
+      ['record', 't', `0.${'0'.repeat(36)}1`],
+      ['reserve', 't', String(2n ** 256n)],
+      [...sync, '--confirmations', '99999999999999999999'],
+      [...sync, '--reorg-depth', String(2n ** 53n)],
+      // setTimeout takes 1…2^31-1 ms: 0 or more would poll every millisecond.
+      [...sync, '--poll-interval', '0'],
+      [...sync, '--poll-interval', String(2 ** 31)],
+      [...sync, '--from-block', String(2n ** 64n)],
+      [...sync, '--from-block', String(2n ** 63n)],
+      ['status', '--watch', '--interval', '0'],
+      ['status', '--watch', '--interval', String(2 ** 31)],
+      // Plain decimal fractions only: Number() would read these as 1, 1 and 0.1.
+      [...allocate, '--thresholds', '0x1'],
+      [...allocate, '--thresholds', '0.5,0b1'],
+      [...allocate, '--thresholds', '1e-1'],
+    ]
+    // Two at a time, each on a path of its own: every refusal must leave its path untouched.
+    const refuse = async (args: string[], i: number) => {
+      const path = join(dir, `typo-${i}.db`)
+      const result = await cli([...args, '--db', `sqlite:${path}`])
+      expect(result.code, `${args.join(' ')}: ${result.stderr}`).toBe(2)
+      expect(result.stderr, args.join(' ')).toMatch(/^spendguard: Invalid [^\n]*\n$/)
+      expect(existsSync(path), args.join(' ')).toBe(false)
+    }
+    for (let i = 0; i < bad.length; i += 2) await Promise.all(bad.slice(i, i + 2).map((args, j) => refuse(args, i + j)))
+    // The edges are accepted: the limit reaches the store, and so does an amount of 36 fractional
+    // digits, which only the task's asset can refuse (here there is no task: exit 4, not 2).
+    const [limit, precise] = await Promise.all([
+      cli(['journal', '--limit', '100000', '--json', '--db', `sqlite:${join(dir, 'edge-1.db')}`]),
+      cli(['reserve', 't', `0.${'0'.repeat(35)}1`, '--db', `sqlite:${join(dir, 'edge-2.db')}`]),
+    ])
+    expect(limit).toMatchObject({ code: 0, stdout: '[]\n' })
+    expect(precise).toMatchObject({ code: 4, stderr: 'spendguard: no budget for task t\n' })
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+})
+
 test('behavior: --help on every command shows an example', async () => {
   for (const command of ['allocate', 'status', 'reserve', 'capture', 'release', 'record', 'close', 'bind', 'unbind', 'journal', 'verify', 'sync', 'demo']) {
     const help = await cli([command, '--help'])
@@ -314,6 +466,39 @@ describe('cli sync', () => {
     expect((await cli(['status', 'agent', '--db', db])).stdout).toContain('spent     4.75 USDC')
   })
 
+  test('behavior: a following sync the tracker stops (RPC on another chain) ends like sync --once: one error line, same exit', async () => {
+    const args = ['sync', '--rpc', anvil.rpcUrl, '--chain-id', '1', '--hook', '0x2222222222222222222222222222222222222222', '--poll-interval', '100']
+    const once = startCli([...args, '--once', '--db', await guards.url()])
+    const follow = startCli([...args, '--db', await guards.url()])
+    try {
+      const [onceEnded, followEnded] = await Promise.all([once.exited(10_000), follow.exited(10_000)])
+      expect(onceEnded).toMatchObject({ signal: null })
+      expect(followEnded).toEqual(onceEnded)
+    } finally {
+      once.kill()
+      follow.kill()
+    }
+    expect(once.io.stderr).toBe(`spendguard: RPC serves chain ${anvil.chainId}, the tracker follows chain 1\n`)
+    expect(follow.io.stderr).toBe(once.io.stderr)
+  })
+
+  test('behavior: sync redraws its backfill progress while quick pages keep arriving (every 2 s off a terminal)', async () => {
+    // About 35 pages, each answered after 180 ms: a backfill of some 3 s whose pages arrive far
+    // faster than the progress line may be redrawn.
+    const chain = await startSlowChain({ head: 1_000_000, delayMs: 180 })
+    try {
+      const db = await guards.url()
+      const hook = '0x2222222222222222222222222222222222222222'
+      const run = await cli(['sync', '--rpc', chain.rpcUrl, '--chain-id', '31337', '--hook', hook, '--reorg-depth', '0', '--confirmations', '0', '--once', '--db', db])
+      expect(run.code, run.stderr).toBe(0)
+      expect(run.stdout).toMatch(/blocks 0–1000000 · 0 logs/)
+      const lines = run.stderr.match(/^backfill \[[█░]+\] \d+\/1000001 blocks/gm) ?? []
+      expect(lines.length, run.stderr).toBeGreaterThanOrEqual(2)
+    } finally {
+      await chain.close()
+    }
+  })
+
   test('behavior: sync also stops cleanly on SIGINT, keeping what it applied', async () => {
     const { db, stack, args } = await boundAgent()
     const followed = await followThenStop(args, () => stack.pay({ to: stack.owner, amount: 2_000_000n }), 'SIGINT')
@@ -323,5 +508,68 @@ describe('cli sync', () => {
     expect(followed.stderr).toMatch(/sync: stopped at block \d+\n/)
     expect((await cli(['status', 'agent', '--db', db])).stdout).toContain('spent     2.00 USDC')
     expect((await cli(['verify', '--db', db])).code).toBe(0)
+  })
+})
+
+describe('cli status --watch', () => {
+  const guards = useGuards(storeTargets[0] as (typeof storeTargets)[0])
+
+  async function allocated() {
+    const db = await guards.url()
+    expect((await cli(['allocate', 't1', '--total', '10', '--asset', 'USDC', '--decimals', '6', '--db', db])).code).toBe(0)
+    return db
+  }
+
+  test('behavior: --watch --json prints one JSON document a line (NDJSON), with no screen escapes', async () => {
+    const db = await allocated()
+    const json = startCli(['status', '--watch', '--json', '--interval', '50', '--db', db])
+    try {
+      expect(await json.until(() => json.io.stdout.split('\n').length > 3, 10_000), json.io.stderr).toBe(true)
+      json.signal('SIGINT')
+      expect(await json.exited(5_000)).toEqual({ code: 0, signal: null })
+    } finally {
+      json.kill()
+    }
+    expect(json.io.stdout).not.toContain('\x1b')
+    const documents = json.io.stdout.trimEnd().split('\n')
+    expect(documents.length).toBeGreaterThanOrEqual(3)
+    for (const line of documents) expect(JSON.parse(line)).toMatchObject([{ taskId: 't1', total: '10000000', spent: '0' }])
+  })
+
+  test('behavior: SIGINT ends --watch at once, not after its interval; off a terminal the screen is not cleared', async () => {
+    const db = await allocated()
+    const text = startCli(['status', 't1', '--watch', '--interval', '600000', '--db', db])
+    try {
+      expect(await text.until(() => text.io.stdout.includes('last entries'), 10_000), text.io.stderr).toBe(true)
+      text.signal('SIGINT')
+      expect(await text.exited(5_000)).toEqual({ code: 0, signal: null })
+    } finally {
+      text.kill()
+    }
+    expect(text.io.stdout).not.toContain('\x1b')
+    expect(text.io.stdout).toMatch(/^task t1 · USDC · active · hard limit\n/)
+  })
+})
+
+describe('cli demo', () => {
+  test('behavior: SIGINT stops what the demo started (anvil, tracker, ledger), removes its temporary directory, exits 130', async () => {
+    // The demo's temporary directory is made under TMPDIR: a directory of this test's own.
+    const tmp = mkdtempSync(join(tmpdir(), 'spendguard-cli-demo-'))
+    const demoDirs = () => readdirSync(tmp).filter((name) => name.startsWith('spendguard-demo-'))
+    const demo = startCli(['demo'], { TMPDIR: tmp })
+    try {
+      expect(await demo.until(() => demo.io.stdout.includes('tracker following the hook'), 30_000), demo.io.stderr).toBe(true)
+      const rpcUrl = /^anvil on (\S+)/m.exec(demo.io.stdout)?.[1] as string
+      expect(await answers(rpcUrl)).toBe(true)
+      expect(demoDirs()).toHaveLength(1)
+      // The signal reaches the demo's process only (as `kill PID` sends it), not anvil's.
+      demo.signal('SIGINT')
+      expect(await demo.exited(15_000), demo.io.stderr).toEqual({ code: 130, signal: null })
+      expect(demoDirs()).toEqual([])
+      expect(await answers(rpcUrl)).toBe(false)
+    } finally {
+      demo.kill()
+      rmSync(tmp, { recursive: true, force: true })
+    }
   })
 })

@@ -15,7 +15,7 @@ import { deployLocalStack, testUsdcDomain } from '../onchain/local.ts'
 import { createTracker } from '../onchain/tracker.ts'
 import { createX402Guard } from '../x402/guard.ts'
 import { startFacilitator, startResourceServer } from '../x402/local.ts'
-import { amount, bar, json, percent } from './format.ts'
+import { amount, bar, json, percent, thresholdPercent } from './format.ts'
 
 /**
  * `spendguard demo`: the whole system on a local chain in well under a minute. A task gets
@@ -31,9 +31,19 @@ const payeeKey = '0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab
 const facilitatorKey = '0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6'
 const apiPrice = usd(1.5)
 
+/** Exit codes of a demo stopped by a signal: 128 + the signal's number, as a shell reports it. */
+const signalExitCodes = { SIGINT: 130, SIGTERM: 143 } as const
+/**
+ * How long a signal waits for the orderly stop. A Ctrl-C also ends anvil, and the tracker's
+ * pass in flight then retries its RPC calls for seconds; past this the demo exits anyway
+ * (startAnvil kills an anvil still running when the process exits).
+ */
+const signalStopMs = 2_000
+
 /**
  * Runs the demo. Its ledger is a temporary SQLite file, removed at the end, unless `db` names
- * one to keep (then the task gets a name of its own, so runs do not collide).
+ * one to keep (then the task gets a name of its own, so runs do not collide). SIGINT or
+ * SIGTERM stops everything it started, removes the temporary directory and exits 130 or 143.
  */
 export async function runDemo({ json: asJson = false, db }: { json?: boolean; db?: string | undefined } = {}): Promise<void> {
   const say = (line = '') => {
@@ -41,9 +51,35 @@ export async function runDemo({ json: asJson = false, db }: { json?: boolean; db
   }
   const taskId = db === undefined ? 'demo-agent' : `demo-agent-${Date.now().toString(36)}`
   const dir = mkdtempSync(join(tmpdir(), 'spendguard-demo-'))
-  const anvil = await startAnvil()
-  const cleanup: (() => Promise<unknown>)[] = [() => anvil.stop()]
+  /** What to stop, newest first; the temporary directory goes last. */
+  const cleanup: (() => Promise<unknown>)[] = []
+  let cleaning: Promise<void> | undefined
+  const cleanUp = () =>
+    (cleaning ??= (async () => {
+      for (const step of cleanup) await step().catch(() => {})
+      rmSync(dir, { recursive: true, force: true })
+    })())
+  // A signal runs the same cleanup as the end of the demo, then exits; a second one exits at once
+  // (an anvil still starting is killed on exit by startAnvil's own handler).
+  let interrupted: number | undefined
+  const onSignal = (signal: keyof typeof signalExitCodes) => {
+    const code = signalExitCodes[signal]
+    if (interrupted !== undefined) {
+      rmSync(dir, { recursive: true, force: true })
+      process.exit(code)
+    }
+    interrupted = code
+    process.stderr.write(`\ndemo: ${signal}, stopping everything it started…\n`)
+    void Promise.race([cleanUp(), new Promise((r) => setTimeout(r, signalStopMs))]).then(() => {
+      rmSync(dir, { recursive: true, force: true })
+      process.exit(code)
+    })
+  }
+  process.on('SIGINT', onSignal)
+  process.on('SIGTERM', onSignal)
   try {
+    const anvil = await startAnvil()
+    cleanup.unshift(() => anvil.stop())
     say(`anvil on ${anvil.rpcUrl} (chain ${anvil.chainId})`)
     const stack = await deployLocalStack({ rpcUrl: anvil.rpcUrl })
     say(`deployed token ${stack.token}, SpendingHook ${stack.hook}, account ${stack.account}`)
@@ -54,7 +90,7 @@ export async function runDemo({ json: asJson = false, db }: { json?: boolean; db
 
     const guard = await createGuard({ db: db ?? `sqlite:${join(dir, 'demo.db')}` })
     cleanup.unshift(() => guard.destroy())
-    guard.on('alert', (a: AlertEvent) => say(`  ⚑ alert: ${taskId} passed ${a.threshold * 100}% (spent ${amount(a.spent, decimals, 'USDC')})`))
+    guard.on('alert', (a: AlertEvent) => say(`  ⚑ alert: ${taskId} passed ${thresholdPercent(a.threshold)}% (spent ${amount(a.spent, decimals, 'USDC')})`))
     guard.on('exhausted', () => say(`  ⚑ exhausted: ${taskId} has nothing left to spend`))
     guard.on('unreserved_spend', (e) => say(`  ⚑ unreserved on-chain spend of ${amount(e.amount, decimals, 'USDC')}`))
     await guard.allocate(taskId, { total: usd(10), asset: 'USDC', decimals })
@@ -164,8 +200,11 @@ export async function runDemo({ json: asJson = false, db }: { json?: boolean; db
     }
     if (!verified.ok) throw new Error('verify failed')
   } finally {
-    for (const step of cleanup) await step().catch(() => {})
-    rmSync(dir, { recursive: true, force: true })
+    await cleanUp()
+    process.off('SIGINT', onSignal)
+    process.off('SIGTERM', onSignal)
+    // Stopped by a signal: what failed because of the stop is not the demo's error.
+    if (interrupted !== undefined) process.exit(interrupted)
   }
 }
 

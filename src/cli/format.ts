@@ -1,4 +1,4 @@
-import { formatUnits } from '../engine/amount.ts'
+import { formatUnits, toFraction } from '../engine/amount.ts'
 import { SpendguardError } from '../engine/errors.ts'
 import type { TaskBudget } from '../engine/types.ts'
 
@@ -38,6 +38,13 @@ export function percent(part: bigint, whole: bigint): string {
   return `${(Number((part * 10_000n) / whole) / 100).toFixed(1)}%`
 }
 
+/** A threshold fraction as a percentage, exactly as written: 0.07 → `7`, 0.955 → `95.5` (never `7.000000000000001`). */
+export function thresholdPercent(fraction: number): string {
+  // toFraction reads the number's shortest decimal form; its denominator is a power of ten.
+  const { numerator, denominator } = toFraction(fraction)
+  return formatUnits(numerator * 100n, denominator.toString().length - 1)
+}
+
 export function budgetLine(b: TaskBudget): Record<string, string> {
   return {
     task: b.taskId,
@@ -59,6 +66,11 @@ export function bigintReplacer(_key: string, value: unknown): unknown {
 /** JSON with bigints as decimal strings. */
 export function json(value: unknown): string {
   return JSON.stringify(value, bigintReplacer, 2)
+}
+
+/** JSON on one line, bigints as decimal strings: one document of a stream (NDJSON). */
+export function jsonLine(value: unknown): string {
+  return JSON.stringify(value, bigintReplacer)
 }
 
 /** Exit codes of `spendguard`. */

@@ -1,13 +1,13 @@
 import { Command, CommanderError, Option } from 'commander'
-import { assertDecimalText, assertDecimals, parseUnits, reaches, toFraction } from '../engine/amount.ts'
+import { assertDecimalText, assertDecimals, decimalsMax, maxAmount, parseUnits, reaches, toFraction } from '../engine/amount.ts'
 import { type Guard, createGuard } from '../engine/guard.ts'
-import { InvalidArgumentError } from '../engine/errors.ts'
+import { InvalidAmountError, InvalidArgumentError } from '../engine/errors.ts'
 import { defaultDbUrl } from '../engine/store/index.ts'
 import type { TaskBudget } from '../engine/types.ts'
 import * as v from '../engine/validate.ts'
 import { assertAddress, assertScope, bindAccount, unbindAccount } from '../onchain/bindings.ts'
 import { assertRpcUrl } from '../onchain/rpc.ts'
-import { amount, bar, budgetLine, errorLine, exitCodeOf, exitCodes, json, percent, table } from './format.ts'
+import { amount, bar, budgetLine, errorLine, exitCodeOf, exitCodes, json, jsonLine, percent, table, thresholdPercent } from './format.ts'
 import { runSync } from './sync.ts'
 
 /**
@@ -47,11 +47,41 @@ function common(command: Command): Command {
     .option('--json', 'print JSON instead of tables')
 }
 
-function integer(name: string) {
+/** The bounds of a whole-number option, and how its error names them. */
+type Range = { min: bigint; max: bigint; text: string }
+
+/** Milliseconds a timer can wait: Node clamps a longer (or 0) delay of setTimeout to 1 ms. */
+const timerMs: Range = { min: 1n, max: 2n ** 31n - 1n, text: '1…2^31-1 (milliseconds)' }
+/** What the tracker takes as a count of blocks: a safe integer. */
+const blockCount: Range = { min: 0n, max: BigInt(Number.MAX_SAFE_INTEGER), text: '0…2^53-1' }
+/** A block number the tracker can ask a node for and the stores can keep. */
+const blockNumber: Range = { min: 0n, max: v.seqMax, text: '0…2^63-1' }
+/** `guard.journal` returns at most this many entries at a time. */
+const journalLimit: Range = { min: 1n, max: 100_000n, text: '1…100000' }
+
+/** A parser of option `name`: digits only, within `range` when one is given; the value stays the text typed. */
+function integer(name: string, range?: Range) {
   return (value: string) => {
     if (!/^\d+$/.test(value)) throw new InvalidArgumentError({ argument: name, value, reason: 'a non-negative integer' })
+    if (range && (BigInt(value) < range.min || BigInt(value) > range.max))
+      throw new InvalidArgumentError({ argument: name, value, reason: `an integer in ${range.text}` })
     return value
   }
+}
+
+/**
+ * Checks an amount as typed before the store is opened, so that what no asset could take is
+ * refused without creating a database: it is more than 0, has at most as many fractional
+ * digits as any asset can have, and its whole part fits a uint256. The asset's own decimals
+ * are applied once its budget is read.
+ */
+function amountText(text: string): string {
+  assertDecimalText(text)
+  const [whole = '0', fraction = ''] = text.trim().split('.')
+  if (!/[1-9]/.test(whole + fraction)) throw new InvalidAmountError({ value: text, reason: 'an amount is more than 0' })
+  if (fraction.length > decimalsMax) throw new InvalidAmountError({ value: text, reason: `at most ${decimalsMax} fractional digits` })
+  if (BigInt(whole) > maxAmount) throw new InvalidAmountError({ value: text, reason: 'above 2^256-1' })
+  return text
 }
 
 function showBudget(b: TaskBudget): string[] {
@@ -66,17 +96,16 @@ function showBudget(b: TaskBudget): string[] {
   ]
   if (b.overspent > 0n) lines.push(`  overspent ${a(b.overspent)}`)
   const passed = b.thresholds.filter((t) => b.spent > 0n && reaches(b.spent, b.total, toFraction(t)))
-  lines.push(`  thresholds ${b.thresholds.map((t) => `${t * 100}%${passed.includes(t) ? ' ✓' : ''}`).join('  ')}`)
+  lines.push(`  thresholds ${b.thresholds.map((t) => `${thresholdPercent(t)}%${passed.includes(t) ? ' ✓' : ''}`).join('  ')}`)
   return lines
 }
 
-/** `0.5,0.8,0.95` → numbers; anything that is not a number is refused as written. */
+/** `0.5,0.8,0.95` → numbers; anything but plain decimals (`0x1`, `1e-1`, `.5`) is refused as written. */
 function fractions(argument: string, text: string): number[] {
   return text.split(',').map((part) => {
-    const value = Number(part.trim())
-    if (part.trim() === '' || !Number.isFinite(value))
+    if (!/^\d+(\.\d+)?$/.test(part.trim()))
       throw new InvalidArgumentError({ argument, value: text, reason: 'fractions separated by commas, e.g. 0.5,0.8,0.95' })
-    return value
+    return Number(part.trim())
   })
 }
 
@@ -142,23 +171,43 @@ function buildProgram(): Command {
     .description('show every budget, or one in detail')
     .argument('[taskId]')
     .option('--watch', 'refresh until stopped')
-    .option('--interval <ms>', 'refresh interval with --watch', integer('interval'), '1000')
+    .option('--interval <ms>', 'refresh interval with --watch, 1…2147483647', integer('interval', timerMs), '1000')
     .addHelpText('after', '\nExamples:\n  $ spendguard status\n  $ spendguard status research-42 --watch')
     .action(async (taskId: string | undefined, o: Common & { watch?: boolean; interval: string }) => {
       v.optionalId('taskId', taskId)
       return withGuard(o, async (guard) => {
-        const render = async () => (taskId ? renderTask(guard, taskId, o.json) : renderAll(guard, o.json))
+        // Watched JSON is one document per line (NDJSON), so a reader can take each line as it comes.
+        const asJson = o.json ? (o.watch ? jsonLine : json) : undefined
+        const render = async () => (taskId ? renderTask(guard, taskId, asJson) : renderAll(guard, asJson))
         if (!o.watch) return out(await render())
+        // The screen is cleared before each refresh only on a terminal, and never under --json.
+        const clear = !o.json && process.stdout.isTTY === true
         let stop = false
+        let wake: (() => void) | undefined
         const onSignal = () => {
           stop = true
+          wake?.()
         }
         process.once('SIGINT', onSignal)
         process.once('SIGTERM', onSignal)
-        while (!stop) {
-          const text = await render()
-          process.stdout.write(`\x1b[2J\x1b[H${text}\n`)
-          await new Promise((r) => setTimeout(r, Number(o.interval)))
+        try {
+          while (!stop) {
+            const text = await render()
+            process.stdout.write(clear ? `\x1b[2J\x1b[H${text}\n` : o.json ? `${text}\n` : `${text}\n\n`)
+            if (stop) break
+            // A signal ends the wait at once rather than after the interval.
+            await new Promise<void>((resolve) => {
+              const timer = setTimeout(resolve, Number(o.interval))
+              wake = () => {
+                clearTimeout(timer)
+                resolve()
+              }
+            })
+            wake = undefined
+          }
+        } finally {
+          process.off('SIGINT', onSignal)
+          process.off('SIGTERM', onSignal)
         }
       })
     })
@@ -173,7 +222,7 @@ function buildProgram(): Command {
     .addHelpText('after', '\nExample:\n  $ spendguard reserve research-42 2.5 --key call-17 --ttl 60000')
     .action(async (taskId: string, value: string, o: Common & { key?: string; ttl?: string; ref?: `0x${string}` }) => {
       v.assertId('taskId', taskId)
-      assertDecimalText(value)
+      amountText(value)
       v.optionalId('key', o.key)
       v.optionalTtlMs(o.ttl === undefined ? undefined : Number(o.ttl))
       v.optionalRef(o.ref)
@@ -199,7 +248,7 @@ function buildProgram(): Command {
     .addHelpText('after', '\nExample:\n  $ spendguard capture hold_0190… 1.75 --peer api.example.com')
     .action(async (holdId: string, value: string, o: Common & { id?: string; peer?: string; tool?: string; reason?: string }) => {
       v.assertId('holdId', holdId)
-      assertDecimalText(value)
+      amountText(value)
       entryOptions(o)
       return withGuard(o, async (guard) => {
         const hold = await guard.hold(holdId)
@@ -233,7 +282,7 @@ function buildProgram(): Command {
     .addHelpText('after', '\nExample:\n  $ spendguard record research-42 0.30 --peer api.example.com --id inv-88')
     .action(async (taskId: string, value: string, o: Common & { id?: string; peer?: string; tool?: string; reason?: string }) => {
       v.assertId('taskId', taskId)
-      assertDecimalText(value)
+      amountText(value)
       entryOptions(o)
       return withGuard(o, async (guard) => {
         const b = await unitsOf(guard, taskId)
@@ -296,7 +345,7 @@ function buildProgram(): Command {
     .description('list journal entries in order')
     .option('--task <taskId>')
     .option('--after <seq>', 'entries after this sequence number', integer('after'))
-    .option('--limit <n>', 'at most this many', integer('limit'), '50')
+    .option('--limit <n>', 'at most this many, 1…100000', integer('limit', journalLimit), '50')
     .addHelpText('after', '\nExample:\n  $ spendguard journal --task research-42 --limit 20')
     .action(async (o: Common & { task?: string; after?: string; limit: string }) => {
       const query = { taskId: o.task, afterSeq: o.after === undefined ? undefined : BigInt(o.after), limit: Number(o.limit) }
@@ -346,10 +395,10 @@ function buildProgram(): Command {
     .requiredOption('--rpc <url>', 'JSON-RPC endpoint')
     .requiredOption('--chain-id <n>', 'chain id', integer('chain-id'))
     .requiredOption('--hook <address>', 'the SpendingHook')
-    .option('--from-block <n>', 'first block when no cursor is stored', integer('from-block'), '0')
-    .option('--confirmations <n>', 'depth at which a log counts as confirmed', integer('confirmations'), '12')
-    .option('--poll-interval <ms>', 'how often to poll for new blocks', integer('poll-interval'), '2000')
-    .option('--reorg-depth <n>', 'blocks of hashes kept to undo reorgs', integer('reorg-depth'), '64')
+    .option('--from-block <n>', 'first block when no cursor is stored, 0…2^63-1', integer('from-block', blockNumber), '0')
+    .option('--confirmations <n>', 'depth at which a log counts as confirmed', integer('confirmations', blockCount), '12')
+    .option('--poll-interval <ms>', 'how often to poll for new blocks, 1…2147483647', integer('poll-interval', timerMs), '2000')
+    .option('--reorg-depth <n>', 'blocks of hashes kept to undo reorgs', integer('reorg-depth', blockCount), '64')
     .option('--once', 'sync up to the head, then exit')
     .addHelpText('after', '\nExample:\n  $ spendguard sync --rpc http://127.0.0.1:8545 --chain-id 31337 --hook 0x… --from-block 1')
     .action(async (o: Common & { rpc: string; chainId: string; hook: `0x${string}`; fromBlock: string; confirmations: string; pollInterval: string; reorgDepth: string; once?: boolean }) => {
@@ -384,17 +433,20 @@ function buildProgram(): Command {
   return program
 }
 
-async function renderAll(guard: Guard, asJson?: boolean): Promise<string> {
+/** Renders a value as JSON (`json`, or `jsonLine` for one line); undefined renders text. */
+type JsonOf = ((value: unknown) => string) | undefined
+
+async function renderAll(guard: Guard, asJson?: JsonOf): Promise<string> {
   const budgets = await guard.list()
-  if (asJson) return json(budgets)
+  if (asJson) return asJson(budgets)
   return table(budgets.map(budgetLine))
 }
 
-async function renderTask(guard: Guard, taskId: string, asJson?: boolean): Promise<string> {
+async function renderTask(guard: Guard, taskId: string, asJson?: JsonOf): Promise<string> {
   const b = await guard.get(taskId)
   const [burn, forecast, holds, entries] = await Promise.all([guard.burnRate(taskId), guard.forecast(taskId), guard.holds(taskId), guard.entries(taskId)])
   const open = holds.filter((h) => h.status === 'open')
-  if (asJson) return json({ budget: b, burnRatePerMinute: burn, forecast, openHolds: open, lastEntries: entries.slice(-10) })
+  if (asJson) return asJson({ budget: b, burnRatePerMinute: burn, forecast, openHolds: open, lastEntries: entries.slice(-10) })
   const a = (v: bigint) => amount(v, b.decimals, b.asset)
   const lines = showBudget(b)
   lines.push(`  burn rate ${a(burn)}/min`)

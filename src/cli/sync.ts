@@ -1,7 +1,8 @@
 import { setFlagsFromString } from 'node:v8'
 import type { Guard } from '../engine/guard.ts'
+import { ChainMismatchError, ReorgTooDeepError } from '../onchain/errors.ts'
 import { type SyncProgress, type SyncResult, createTracker } from '../onchain/tracker.ts'
-import { bigintReplacer, json } from './format.ts'
+import { json, jsonLine } from './format.ts'
 
 export type RunSyncOptions = {
   rpcUrl: string
@@ -50,14 +51,25 @@ function boundHeap(): void {
   setFlagsFromString('--no-allocation-site-pretenuring')
 }
 
+/** Errors on which the tracker's loop stops by itself: following on would diverge from the chain. */
+function isFatal(error: unknown): boolean {
+  return error instanceof ReorgTooDeepError || error instanceof ChainMismatchError
+}
+
 /**
  * `spendguard sync`: backfill with a progress bar, then a summary line per poll. SIGINT or
- * SIGTERM stops after the batch in flight (which commits or rolls back whole).
+ * SIGTERM stops after the batch in flight (which commits or rolls back whole); an error on
+ * which the tracker stops by itself (ReorgTooDeepError, ChainMismatchError) is thrown.
  */
 export async function runSync(guard: Guard, o: RunSyncOptions): Promise<void> {
   boundHeap()
   const tty = process.stderr.isTTY === true
+  /** When the progress line was last drawn; 0 when none is on screen since the last summary. */
   let lastDraw = 0
+  let finish: () => void = () => {}
+  const finished = new Promise<void>((resolve) => {
+    finish = resolve
+  })
   const tracker = createTracker({
     guard,
     rpcUrl: o.rpcUrl,
@@ -69,18 +81,30 @@ export async function runSync(guard: Guard, o: RunSyncOptions): Promise<void> {
     reorgDepthMax: o.reorgDepthMax,
     onProgress: (p) => {
       if (o.json || p.phase !== 'backfill') return
+      // Throttled from the last line drawn, so a backfill of quick pages still shows its progress.
       const now = Date.now()
       if (tty) {
-        if (now - lastDraw > 100 || p.cursor === p.toBlock) process.stderr.write(`\r${progressLine(p)}`)
-      } else if (now - lastDraw > 2_000) process.stderr.write(`${progressLine(p)}\n`)
-      lastDraw = now
+        if (now - lastDraw > 100 || p.cursor === p.toBlock) {
+          process.stderr.write(`\r${progressLine(p)}`)
+          lastDraw = now
+        }
+      } else if (now - lastDraw > 2_000) {
+        process.stderr.write(`${progressLine(p)}\n`)
+        lastDraw = now
+      }
     },
     onSync: (r) => {
       if (tty && lastDraw) process.stderr.write('\n')
       lastDraw = 0
-      process.stdout.write(`${o.json ? JSON.stringify(r, bigintReplacer) : summary(r)}\n`)
+      process.stdout.write(`${o.json ? jsonLine(r) : summary(r)}\n`)
     },
-    onError: (error) => process.stderr.write(`sync: ${(error as Error).message.split('\n')[0]}\n`),
+    onError: (error) => {
+      if (tty && lastDraw) process.stderr.write('\n')
+      lastDraw = 0
+      // The tracker has stopped itself: the wait below ends and the error is thrown, as one line.
+      if (isFatal(error)) return finish()
+      process.stderr.write(`sync: ${(error as Error).message.split('\n')[0]}\n`)
+    },
   })
 
   if (o.once) {
@@ -91,17 +115,22 @@ export async function runSync(guard: Guard, o: RunSyncOptions): Promise<void> {
   }
 
   let signals = 0
-  await new Promise<void>((resolve) => {
-    const onSignal = () => {
-      signals++
-      if (signals > 1) process.exit(130)
-      process.stderr.write('\nsync: stopping after the batch in flight…\n')
-      void tracker.stop().then(resolve)
-    }
-    process.on('SIGINT', onSignal)
-    process.on('SIGTERM', onSignal)
+  const onSignal = () => {
+    signals++
+    if (signals > 1) process.exit(130)
+    process.stderr.write('\nsync: stopping after the batch in flight…\n')
+    void tracker.stop().then(finish)
+  }
+  process.on('SIGINT', onSignal)
+  process.on('SIGTERM', onSignal)
+  try {
     tracker.start()
-  })
+    await finished
+    await tracker.stop()
+  } finally {
+    process.off('SIGINT', onSignal)
+    process.off('SIGTERM', onSignal)
+  }
   const status = await tracker.status()
   if (status.error && status.error.name !== 'Error') throw status.error
   process.stderr.write(`sync: stopped at block ${status.cursor?.blockNumber ?? 'none'}\n`)
