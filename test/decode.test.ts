@@ -64,6 +64,10 @@ describe('decodeSpendLog', () => {
         expect(decodeSpendLog(good, hook)).toBeDefined()
         expect(decodeSpendLog({ ...good, address: '0x0000000000000000000000000000000000000001' }, hook)).toBeUndefined()
         expect(decodeSpendLog({ ...good, removed: true }, hook)).toBeUndefined()
+        // A pending log (no block yet) has no position: not an error, not a spend.
+        const pending = { ...good, blockHash: null, blockNumber: null, logIndex: null, transactionHash: null } as unknown as RpcLog
+        expect(decodeSpendLog(pending, hook)).toBeUndefined()
+        expect(decodeSpendLog({ ...good, blockHash: null } as unknown as RpcLog, hook)).toBeUndefined()
         expect(decodeSpendLog({ ...good, topics: [`0x${'11'.repeat(32)}`, ...good.topics.slice(1)] }, hook)).toBeUndefined()
         expect(decodeSpendLog({ ...good, topics: good.topics.slice(0, 3) }, hook)).toBeUndefined()
         expect(decodeSpendLog({ ...good, data: good.data.slice(0, -2) }, hook)).toBeUndefined()

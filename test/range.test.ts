@@ -1,6 +1,7 @@
 import { HttpRequestError, LimitExceededRpcError, ResponseBodyTooLargeError, RpcRequestError, TimeoutError } from 'viem'
 import { describe, expect, test } from 'vitest'
-import { defaultPagePolicy, grow, isRangeError, isRetryable, shrink } from '../src/onchain/range.ts'
+import { defaultPagePolicy, grow, isRangeError, isRateLimit, isRetryable, shrink } from '../src/onchain/range.ts'
+import { withRetry } from '../src/onchain/rpc.ts'
 
 describe('getLogs paging', () => {
   test('default: range and size refusals ask for less', () => {
@@ -18,6 +19,40 @@ describe('getLogs paging', () => {
       expect(isRangeError(error), error.message).toBe(true)
     expect(isRangeError(rpc(429, 'Too Many Requests'))).toBe(false)
     expect(isRangeError(new Error('execution reverted'))).toBe(false)
+  })
+
+  test('behavior: a rate limit under the range code -32005 is retried later, never taken for a range refusal', () => {
+    const rpc = (code: number, message: string) => new RpcRequestError({ body: {}, url: 'http://x', error: { code, message } })
+    for (const error of [
+      rpc(-32005, 'daily request count exceeded, request rate limited'),
+      rpc(-32005, 'project ID request rate exceeded'),
+      new LimitExceededRpcError(rpc(-32005, 'Too Many Requests')),
+    ]) {
+      expect(isRangeError(error), error.message).toBe(false)
+      expect(isRateLimit(error), error.message).toBe(true)
+      expect(isRetryable(error), error.message).toBe(true)
+    }
+    expect(isRateLimit(rpc(-32005, 'query returned more than 10000 results'))).toBe(false)
+  })
+
+  test('behavior: withRetry retries a rate limit on any method, and leaves a getLogs range refusal to its caller', async () => {
+    const rpc = (code: number, message: string) => new RpcRequestError({ body: {}, url: 'http://x', error: { code, message } })
+    const failing = (error: Error, times: number) => {
+      let calls = 0
+      return {
+        calls: () => calls,
+        fn: async () => {
+          if (++calls <= times) throw error
+          return 'ok'
+        },
+      }
+    }
+    const limited = failing(rpc(-32005, 'request rate limited'), 2)
+    await expect(withRetry('eth_getBlockByNumber', limited.fn, { retryDelayMs: 1 })).resolves.toBe('ok')
+    expect(limited.calls()).toBe(3)
+    const tooWide = failing(rpc(-32005, 'query returned more than 10000 results'), 1)
+    await expect(withRetry('eth_getLogs', tooWide.fn, { retryDelayMs: 1 })).rejects.toThrow(/more than 10000/)
+    expect(tooWide.calls()).toBe(1)
   })
 
   test('behavior: transient failures are retried, others are not', () => {

@@ -1,4 +1,4 @@
-import { type Address, type Hex, encodeFunctionData, encodePacked, erc20Abi, maxUint256, numberToHex, zeroAddress, zeroHash } from 'viem'
+import { type Address, type Hex, type PublicClient, TimeoutError, createPublicClient, custom, encodeFunctionData, encodePacked, erc20Abi, http, maxUint256, numberToHex, zeroAddress, zeroHash } from 'viem'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import {
   type AlertEvent,
@@ -390,6 +390,39 @@ describe.each(storeTargets)('tracker on $name', (target) => {
     await rpc(anvil.rpcUrl, 'anvil_mine', [numberToHex(10)])
     await expect(tracker.syncOnce()).rejects.toBeInstanceOf(ReorgTooDeepError)
     expect((await guard.get('agent')).spent).toBe(spent)
+  })
+
+  test('behavior: a range the node cannot answer in time is asked for in halves, not again as it is', async () => {
+    const { stack, guard, follow } = await setup()
+    const amounts: bigint[] = []
+    for (let i = 0; i < 6; i++) {
+      amounts.push(10n + BigInt(i))
+      await stack.pay({ to: peer(i), amount: amounts[i] as bigint })
+      await rpc(anvil.rpcUrl, 'anvil_mine', [numberToHex(40)])
+    }
+    // A node that times out on getLogs over more than 32 blocks (its client gives up waiting).
+    const upstream = http(anvil.rpcUrl, { retryCount: 0 })({})
+    const wide: string[] = []
+    const client = createPublicClient({
+      transport: custom({
+        async request({ method, params }) {
+          const filter = (params as [{ fromBlock?: Hex; toBlock?: Hex }] | undefined)?.[0]
+          if (method === 'eth_getLogs' && filter?.fromBlock && filter.toBlock && BigInt(filter.toBlock) - BigInt(filter.fromBlock) + 1n > 32n) {
+            wide.push(`${filter.fromBlock}-${filter.toBlock}`)
+            throw new TimeoutError({ body: { method }, url: anvil.rpcUrl })
+          }
+          return upstream.request({ method, params } as never)
+        },
+      }, { retryCount: 0 }),
+    }) as PublicClient
+    const tracker = follow({ client, pageBlocks: { initialBlocks: 256 }, rpcRetryDelayMs: 1 })
+    await tracker.bind({ account: stack.account, taskId: 'agent', token: stack.token })
+    expect(await tracker.syncOnce()).toMatchObject({ applied: 6 })
+    expect((await guard.get('agent')).spent).toBe(sum(amounts))
+    // Each range that timed out was asked for once: a halving instead of eight tries of it.
+    expect(wide.length).toBeGreaterThan(0)
+    expect(new Set(wide).size).toBe(wide.length)
+    expect(await guard.verify()).toEqual({ ok: true, problems: [] })
   })
 
   test('behavior: a provider refusing wide ranges in words no pattern knows still gets every log', async () => {

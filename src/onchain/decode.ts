@@ -51,6 +51,9 @@ const topicLength = 66
  */
 export function decodeSpendLog(log: RpcLog, hook: string): SpendLog | undefined {
   if (log.removed === true) return undefined
+  // A pending log (no block yet) has no position to be applied at; nor has a malformed one.
+  if (typeof log.blockHash !== 'string' || typeof log.blockNumber !== 'string' || typeof log.transactionHash !== 'string' || typeof log.logIndex !== 'string')
+    return undefined
   if (log.address.toLowerCase() !== hook.toLowerCase()) return undefined
   const topics = log.topics
   if (topics.length !== 4 || topics[0]?.toLowerCase() !== spendRecordedTopic) return undefined

@@ -36,19 +36,34 @@ function text(e: unknown): string {
 
 /** The provider refused the size of a getLogs request or of its answer: ask for a smaller range. */
 export function isRangeError(error: unknown): boolean {
+  // A rate limit is no range error, whatever its code: some providers answer -32005 for both.
+  if (isRateLimit(error)) return false
   return chain(error).some((e) => {
     if ((e as { name?: string })?.name === 'ResponseBodyTooLargeError') return true
     if ((e as { name?: string })?.name === 'LimitExceededRpcError') return true
     const code = (e as { code?: number })?.code
-    const t = text(e)
     // -32005: limit exceeded (EIP-1474); -32614: a provider's "limited to a N range".
     if (code === -32005 || code === -32614) return true
-    return rangePatterns.some((p) => p.test(t)) && !/rate limit|too many requests/i.test(t)
+    return rangePatterns.some((p) => p.test(text(e)))
   })
+}
+
+/** The provider asks to slow down (429, or words to that effect under any code): retried later. */
+export function isRateLimit(error: unknown): boolean {
+  return chain(error).some((e) => {
+    const x = e as { status?: number; code?: number }
+    return x?.status === 429 || x?.code === 429 || /rate.?limit|rate exceeded|request rate|too many requests|requests? per second|request count/i.test(text(e))
+  })
+}
+
+/** The request timed out (the node took too long, or the connection went quiet). */
+export function isTimeout(error: unknown): boolean {
+  return chain(error).some((e) => (e as { name?: string })?.name === 'TimeoutError')
 }
 
 /** A failure that may pass on a second try: timeouts, dropped connections, 429 and 5xx. */
 export function isRetryable(error: unknown): boolean {
+  if (isRateLimit(error)) return true
   return chain(error).some((e) => {
     const x = e as { name?: string; status?: number; code?: number | string }
     if (x?.name === 'TimeoutError' || x?.name === 'AbortError') return true

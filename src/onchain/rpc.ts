@@ -2,7 +2,7 @@ import { type PublicClient, createPublicClient, http, numberToHex, toFunctionSel
 import { InvalidArgumentError } from '../engine/errors.ts'
 import { RpcFailedError } from './errors.ts'
 import type { RpcLog } from './decode.ts'
-import { isRangeError, isRetryable } from './range.ts'
+import { isRangeError, isRetryable, isTimeout } from './range.ts'
 
 /**
  * The few JSON-RPC calls the tracker makes, through a viem client, each retried with
@@ -45,8 +45,8 @@ export async function withRetry<T>(
     try {
       return await fn()
     } catch (error) {
-      // A range error is the caller's to handle (it asks for less), never retried as is.
-      if (isRangeError(error) || !retryable(error)) throw error
+      // A range error of getLogs is the caller's to handle (it asks for less), never retried as is.
+      if ((method === 'eth_getLogs' && isRangeError(error)) || !retryable(error)) throw error
       if (attempt >= attemptsMax) throw new RpcFailedError({ method, attempts: attempt, cause: error })
       await new Promise((r) => setTimeout(r, Math.min(2_000, retryDelayMs * 2 ** (attempt - 1))))
     }
@@ -94,10 +94,14 @@ export async function getRawLogs(
     'blockHash' in params
       ? { blockHash: params.blockHash }
       : { fromBlock: numberToHex(params.fromBlock), toBlock: numberToHex(params.toBlock) }
+  // A range of several blocks that timed out is not asked again as it is: the caller asks for
+  // less, as after a range error (a node may take longer to answer a range than it may wait).
+  const several = 'fromBlock' in params && params.toBlock > params.fromBlock
   return (await withRetry(
     'eth_getLogs',
     () => request(client)({ method: 'eth_getLogs', params: [{ address: params.address, topics: [params.topic], ...where }] }),
     options,
+    several ? (error) => isRetryable(error) && !isTimeout(error) : isRetryable,
   )) as RpcLog[]
 }
 

@@ -7,7 +7,7 @@ import type { BindingRow, ChainBlockRow, ChainLogRow } from '../engine/store/typ
 export type { BindParameters } from './bindings.ts'
 import { type RpcLog, type SpendLog, decodeSpendLog, spendRecordedTopic } from './decode.ts'
 import { ChainMismatchError, CursorMovedError, ReorgTooDeepError, RpcInconsistentError } from './errors.ts'
-import { type PagePolicy, defaultPagePolicy, grow, isRangeError, isRetryable, shrink } from './range.ts'
+import { type PagePolicy, defaultPagePolicy, grow, isRangeError, isRetryable, isTimeout, shrink } from './range.ts'
 import { type BindParameters, type ChainScope, assertScope, bindAccount, listBindings, unbindAccount } from './bindings.ts'
 import * as reconcile from './reconcile.ts'
 import {
@@ -197,8 +197,10 @@ export function createTracker(parameters: CreateTrackerParameters): Tracker {
     } catch (error) {
       // A range error asks for less. So may a refusal worded in a way no pattern knows: any
       // final answer (not a transient failure, whose retries ran out) to a range of several
-      // blocks is asked again in halves, down to one block, where it surfaces.
-      if (from === to || (!isRangeError(error) && isRetryable(error))) throw error
+      // blocks is asked again in halves, down to one block, where it surfaces. So does a range
+      // the node could not answer in time; a node that answers nothing in time fails along one
+      // line of halves (a request per halving), not over the whole range.
+      if (from === to || (!isRangeError(error) && !isTimeout(error) && isRetryable(error))) throw error
       pageBlocks = Math.min(pageBlocks, shrink(Number(to - from + 1n), policy))
       const mid = from + (to - from) / 2n
       const left = await fetchRange(from, mid)
