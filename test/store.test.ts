@@ -230,6 +230,55 @@ describe.each(storeTargets.filter((t) => t.name === 'postgres'))('store tenants 
     }
   })
 
+  test('behavior: a binding committed while a batch applies does not reach that batch: its logs see the bindings it was checked for', async () => {
+    const { url, cleanup } = await target.fresh()
+    const tracking = await createGuard({ db: url })
+    const binding = await createGuard({ db: url })
+    try {
+      const hook = `0x${'11'.repeat(20)}` as const
+      const account = `0x${'22'.repeat(20)}` as const
+      const token = `0x${'33'.repeat(20)}` as const
+      await tracking.allocate('agent', { total: 1_000n, asset: 'USDC', decimals: 6 })
+      const log = {
+        blockNumber: 9n,
+        blockHash: `0x${'ab'.repeat(32)}`,
+        txHash: `0x${'cd'.repeat(32)}`,
+        logIndex: 0,
+        account,
+        token,
+        sender: `0x${'44'.repeat(20)}`,
+        to: `0x${'55'.repeat(20)}`,
+        amount: 5n,
+        windowSpent: 5n,
+        cumulativeSpent: 5n,
+        ref: `0x${'00'.repeat(32)}`,
+      } as const
+      // The batch was checked for no bound pair; the account is bound, and committed, just after
+      // the batch's transaction read the bindings.
+      const result = await tracking.internal.submit(async (ctx) => {
+        const chain = {
+          ...ctx.tx.chain,
+          bindings: async (chainId: number, hookAddress: string) => {
+            const rows = await ctx.tx.chain.bindings(chainId, hookAddress)
+            await bindAccount(binding, { chainId, hook }, { account, taskId: 'agent', token })
+            return rows
+          },
+        }
+        return reconcile.applyBatch(
+          { ...ctx, tx: { ...ctx.tx, chain } },
+          { chainId: 31337, hook, logs: [log as never], blocks: [], from: null, to: { number: 9n, hash: log.blockHash }, confirmedUpTo: -1n, pruneBelow: 0n, checkedPairs: new Set() },
+        )
+      })
+      // Kept as unbound, as the batch saw it: never a spend whose page no counter checked.
+      expect(result).toMatchObject({ applied: 0, unbound: 1 })
+      expect(await tracking.get('agent')).toMatchObject({ spent: 0n })
+    } finally {
+      await tracking.destroy()
+      await binding.destroy()
+      await cleanup()
+    }
+  })
+
   test('behavior: a connection the server drops while a read holds it fails that read, never the process', async () => {
     const { url, cleanup } = await target.fresh()
     const app = `sg_${Math.random().toString(36).slice(2, 10)}`

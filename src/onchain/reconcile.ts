@@ -55,23 +55,16 @@ export async function applyBatch(ctx: rules.RuleContext, batch: ApplyBatch): Pro
   // The cursor moves first, and only from where the batch began: a tracker that read the same
   // cursor (or none) at the same time waits for this transaction, then finds it moved.
   await moveCursor(ctx, { chainId, hook }, batch.from, batch.to)
+  // The bindings are read once: the check below and every log of the batch see the same ones
+  // (on PostgreSQL each statement would otherwise see bindings committed since the last).
+  const all = await ctx.tx.chain.bindings(chainId, hook)
   const checked = batch.checkedPairs
-  if (checked && (await ctx.tx.chain.bindings(chainId, hook)).some((b) => !checked.has(pairKey(b.account, b.token)))) throw new BindingsChanged()
+  if (checked && all.some((b) => !checked.has(pairKey(b.account, b.token)))) throw new BindingsChanged()
 
   const result: ApplyResult = { applied: 0, duplicates: 0, unbound: 0, foreign: 0, zero: 0 }
-  const bindings = new Map<string, BindingRow | null>()
-  const bindingOf = async (account: string, sender: string) => {
-    const key = `${account}:${sender}`
-    let binding = bindings.get(key)
-    if (binding === undefined) {
-      binding =
-        (await ctx.tx.chain.binding(chainId, hook, account, sender)) ??
-        (await ctx.tx.chain.binding(chainId, hook, account, '')) ??
-        null
-      bindings.set(key, binding)
-    }
-    return binding
-  }
+  const bindings = new Map(all.map((b) => [`${b.account}:${b.sender}`, b]))
+  const bindingOf = (account: string, sender: string): BindingRow | null =>
+    bindings.get(`${account}:${sender}`) ?? bindings.get(`${account}:`) ?? null
 
   // Spends of bound accounts in the task's token become ledger entries, per task in block
   // order; everything else is kept in chain_logs and reported, never summed into a budget.
@@ -85,7 +78,7 @@ export async function applyBatch(ctx: rules.RuleContext, batch: ApplyBatch): Pro
       `chain logs of a batch out of order or repeated at block ${log.blockNumber}, log index ${log.logIndex}`,
     )
     prior = log
-    const binding = await bindingOf(log.account, log.sender)
+    const binding = bindingOf(log.account, log.sender)
     const confirmed = log.blockNumber <= batch.confirmedUpTo
     if (binding && binding.token === log.token && log.amount > 0n) {
       const list = spends.get(binding.taskId) ?? []

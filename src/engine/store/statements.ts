@@ -88,7 +88,6 @@ export function statements(dialect: StoreDialect) {
       'update entries set confirmed = 1 where chain_id = ? and hook = ? and chain_id is not null and confirmed = 0 and block_number <= ?',
     entriesFrom:
       'select * from entries where chain_id = ? and hook = ? and chain_id is not null and block_number >= ? and reverted = 0 order by block_number desc, log_index desc',
-    binding: 'select * from bindings where chain_id = ? and hook = ? and account = ? and sender = ?',
     bindings: 'select * from bindings where chain_id = ? and hook = ?',
     saveBinding:
       insert(codec.bindings as codec.TableCodec<unknown>) +
@@ -176,8 +175,6 @@ export function createStoreTx(dialect: StoreDialect, exec: Executor): StoreTx {
       andThen(exec.run(q.confirmEntriesUpTo, [chainId, hook, upTo.toString()]), ignore),
     entriesFrom: (chainId, hook, from) =>
       andThen(exec.all(q.entriesFrom, [chainId, hook, from.toString()]), many(codec.entries.decode)),
-    binding: (chainId, hook, account, sender) =>
-      andThen(exec.get(q.binding, [chainId, hook, account, sender]), one(codec.bindings.decode)),
     bindings: (chainId, hook) => andThen(exec.all(q.bindings, [chainId, hook]), many(codec.bindings.decode)),
     saveBinding: (row) => andThen(exec.run(q.saveBinding, codec.bindings.encode(row)), ignore),
     deleteBinding: (chainId, hook, account, sender) => exec.run(q.deleteBinding, [chainId, hook, account, sender]),

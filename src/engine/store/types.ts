@@ -158,7 +158,6 @@ export interface ChainStoreTx {
   confirmEntriesUpTo(chainId: number, hook: string, upToNumber: bigint): MaybePromise<void>
   /** Live on-chain entries of a hook at or above `fromNumber`, newest first. */
   entriesFrom(chainId: number, hook: string, fromNumber: bigint): MaybePromise<EntryRow[]>
-  binding(chainId: number, hook: string, account: string, sender: string): MaybePromise<BindingRow | undefined>
   /** Every binding of a hook, as this transaction sees them. */
   bindings(chainId: number, hook: string): MaybePromise<BindingRow[]>
   saveBinding(row: BindingRow): MaybePromise<void>
