@@ -164,6 +164,8 @@ contract SpendingHook is ISpendingHook {
         if (execType != EXECTYPE_DEFAULT) revert UnsupportedExecution();
         // A non-zero mode selector (bytes 6 to 9) gives the execution data another layout, such as
         // ERC-7821's batch of batches, which the account would run but this hook would misread.
+        // casting to 'bytes4' is safe because only the mode selector's four bytes are kept on purpose
+        // forge-lint: disable-next-line(unsafe-typecast)
         if (bytes4(mode << 48) != bytes4(0)) revert UnsupportedExecution();
 
         if (callType == CALLTYPE_SINGLE) {
@@ -255,7 +257,8 @@ contract SpendingHook is ISpendingHook {
         } else if (callData.length >= 4 && _paddedWord(callData, 4) == MODULE_TYPE_HOOK) {
             if (
                 selector == INSTALL_MODULE_SELECTOR
-                    || (selector == UNINSTALL_MODULE_SELECTOR && _paddedWord(callData, 36) == uint256(uint160(address(this))))
+                    || (selector == UNINSTALL_MODULE_SELECTOR
+                        && _paddedWord(callData, 36) == uint256(uint160(address(this))))
             ) revert ProtectedCall(target, selector);
         }
     }

@@ -105,9 +105,14 @@ contract SpendingHookHandler {
     }
 
     /// @dev An outflow to the account itself moves nothing out: the hook does not meter it.
-    function _meter(address asset, uint256 amount, address recipient, address target, uint256 value, bytes memory callData)
-        internal
-    {
+    function _meter(
+        address asset,
+        uint256 amount,
+        address recipient,
+        address target,
+        uint256 value,
+        bytes memory callData
+    ) internal {
         try account.execute(
             bytes32(0), abi.encodePacked(target == address(0) ? address(0xBEEF) : target, value, callData)
         ) {

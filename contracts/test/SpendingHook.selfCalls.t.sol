@@ -46,7 +46,9 @@ contract SpendingHookSelfCallsTest is HookTestBase {
         tryAccount.installModule(2, executor, "");
         tryAccount.execute(
             MODE_SINGLE,
-            abi.encodePacked(address(hook), uint256(0), abi.encodeCall(hook.setLimits, (address(token), USDC, 0, 0, USDC)))
+            abi.encodePacked(
+                address(hook), uint256(0), abi.encodeCall(hook.setLimits, (address(token), USDC, 0, 0, USDC))
+            )
         );
         vm.stopPrank();
         token.mint(address(tryAccount), BALANCE);
@@ -59,7 +61,9 @@ contract SpendingHookSelfCallsTest is HookTestBase {
         bytes memory install = abi.encodeCall(TryAccount.installModule, (4, address(passThrough), ""));
         vm.prank(executor);
         vm.expectRevert(
-            abi.encodeWithSelector(ISpendingHook.ProtectedCall.selector, address(tryAccount), TryAccount.installModule.selector)
+            abi.encodeWithSelector(
+                ISpendingHook.ProtectedCall.selector, address(tryAccount), TryAccount.installModule.selector
+            )
         );
         tryAccount.executeFromExecutor(MODE_SINGLE, abi.encodePacked(address(tryAccount), uint256(0), install));
         vm.assertEq(tryAccount.hook(), address(hook), "hook kept");
@@ -79,7 +83,9 @@ contract SpendingHookSelfCallsTest is HookTestBase {
         bytes memory install = abi.encodeCall(TryAccount.installModule, (2, makeAddr("other"), ""));
         vm.prank(executor);
         vm.expectRevert(
-            abi.encodeWithSelector(ISpendingHook.ProtectedCall.selector, address(tryAccount), TryAccount.installModule.selector)
+            abi.encodeWithSelector(
+                ISpendingHook.ProtectedCall.selector, address(tryAccount), TryAccount.installModule.selector
+            )
         );
         tryAccount.executeFromExecutor(MODE_SINGLE, abi.encodePacked(address(tryAccount), uint256(0), install));
         vm.assertEq(tryAccount.executor(), executor, "executor kept");
@@ -88,11 +94,14 @@ contract SpendingHookSelfCallsTest is HookTestBase {
     function test_RevertWhen_Executor_CallsItsAccountInABatch() public {
         TryAccount.Execution[] memory executions = new TryAccount.Execution[](2);
         executions[0] = TryAccount.Execution(address(token), 0, _transferData(alice, USDC / 2, REF));
-        executions[1] =
-            TryAccount.Execution(address(tryAccount), 0, abi.encodeCall(TryAccount.installModule, (4, address(passThrough), "")));
+        executions[1] = TryAccount.Execution(
+            address(tryAccount), 0, abi.encodeCall(TryAccount.installModule, (4, address(passThrough), ""))
+        );
         vm.prank(executor);
         vm.expectRevert(
-            abi.encodeWithSelector(ISpendingHook.ProtectedCall.selector, address(tryAccount), TryAccount.installModule.selector)
+            abi.encodeWithSelector(
+                ISpendingHook.ProtectedCall.selector, address(tryAccount), TryAccount.installModule.selector
+            )
         );
         tryAccount.executeFromExecutor(MODE_BATCH, abi.encode(executions));
         vm.assertEq(token.balanceOf(alice), 0, "the whole batch reverted");
@@ -112,8 +121,9 @@ contract SpendingHookSelfCallsTest is HookTestBase {
         // A batch that puts another hook in place, then spends in a nested execute the new hook
         // does not meter.
         TryAccount.Execution[] memory executions = new TryAccount.Execution[](2);
-        executions[0] =
-            TryAccount.Execution(address(tryAccount), 0, abi.encodeCall(TryAccount.installModule, (4, address(passThrough), "")));
+        executions[0] = TryAccount.Execution(
+            address(tryAccount), 0, abi.encodeCall(TryAccount.installModule, (4, address(passThrough), ""))
+        );
         executions[1] = TryAccount.Execution(
             address(tryAccount),
             0,
@@ -125,7 +135,9 @@ contract SpendingHookSelfCallsTest is HookTestBase {
         vm.recordLogs();
         vm.prank(owner);
         vm.expectRevert(
-            abi.encodeWithSelector(ISpendingHook.ProtectedCall.selector, address(tryAccount), TryAccount.installModule.selector)
+            abi.encodeWithSelector(
+                ISpendingHook.ProtectedCall.selector, address(tryAccount), TryAccount.installModule.selector
+            )
         );
         tryAccount.execute(MODE_BATCH, abi.encode(executions));
         vm.assertEq(tryAccount.hook(), address(hook), "hook kept");
