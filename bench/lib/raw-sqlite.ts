@@ -58,14 +58,21 @@ export function openRawSqlite({
   path,
   reserveAmount,
   captureAmount,
+  synchronous = 'FULL',
+  cacheKib,
 }: {
   path: string
   reserveAmount: bigint
   captureAmount: bigint
+  /** FULL, as the engine; OFF only to tell the CPU's share from the disk's. */
+  synchronous?: 'FULL' | 'OFF'
+  /** SQLite's page cache; its default (2 MiB) when not given. */
+  cacheKib?: number | undefined
 }): RawSqlite {
   const db = new Database(path)
   db.pragma('journal_mode = WAL')
-  db.pragma('synchronous = FULL')
+  db.pragma(`synchronous = ${synchronous}`)
+  if (cacheKib !== undefined) db.pragma(`cache_size = ${-cacheKib}`)
   const reserveBudget = db.prepare(
     'update budgets set reserved = reserved + ?, open_holds = open_holds + 1, updated_at = ? ' +
       'where task_id = ? and total - spent - reserved >= ? returning spent, reserved',
