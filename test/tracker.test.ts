@@ -425,6 +425,36 @@ describe.each(storeTargets)('tracker on $name', (target) => {
     expect(await guard.verify()).toEqual({ ok: true, problems: [] })
   })
 
+  test('behavior: logs of a block the node asked does not know yet are waited for, not a failed sync', async () => {
+    const { stack, guard, follow } = await setup()
+    await stack.pay({ to: peer(1), amount: 5n })
+    await stack.pay({ to: peer(2), amount: 7n })
+    // A node behind a load balancer: the headers come from one node, the logs by block hash
+    // from another that does not have those blocks yet (as geth answers).
+    const upstream = http(anvil.rpcUrl, { retryCount: 0 })({})
+    let lagging = true
+    const client = createPublicClient({
+      transport: custom(
+        {
+          async request({ method, params }) {
+            const filter = (params as [{ blockHash?: Hex }] | undefined)?.[0]
+            if (lagging && method === 'eth_getLogs' && filter?.blockHash) throw Object.assign(new Error('unknown block'), { code: -32000 })
+            return upstream.request({ method, params } as never)
+          },
+        },
+        { retryCount: 0 },
+      ),
+    }) as PublicClient
+    const tracker = follow({ client, rpcAttemptsMax: 2, rpcRetryDelayMs: 1 })
+    await tracker.bind({ account: stack.account, taskId: 'agent', token: stack.token })
+    expect(await tracker.syncOnce()).toMatchObject({ applied: 0 })
+    expect(await tracker.status()).toMatchObject({ error: null })
+    expect((await guard.get('agent')).spent).toBe(0n)
+    lagging = false
+    expect(await tracker.syncOnce()).toMatchObject({ applied: 2 })
+    expect((await guard.get('agent')).spent).toBe(12n)
+  })
+
   test('behavior: a provider refusing wide ranges in words no pattern knows still gets every log', async () => {
     for (const rangeRefusal of ['http413', 'unworded'] as const) {
       const { stack, guard, follow } = await setup()

@@ -211,8 +211,14 @@ export function createTracker(parameters: CreateTrackerParameters): Tracker {
 
   /** Logs of the one block `header` names. */
   async function fetchBlock(header: BlockHeader): Promise<SpendLog[]> {
-    const raw = await getRawLogs(client, { address: hook, topic: spendRecordedTopic, blockHash: header.hash }, rpcOptions)
-    return decodeWhere(raw, () => true)
+    try {
+      const raw = await getRawLogs(client, { address: hook, topic: spendRecordedTopic, blockHash: header.hash }, rpcOptions)
+      return decodeWhere(raw, () => true)
+    } catch (error) {
+      // The node that served the header has the block; the one asked for its logs, still not:
+      // behind it, or the block was reorged out meanwhile. Either way the next pass reads anew.
+      throw isBlockUnknown(error) ? new NodeBehind() : error
+    }
   }
 
   /** The bound `(account, token)` pairs: their spends are the ones summed into budgets. */
