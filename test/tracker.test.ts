@@ -362,6 +362,23 @@ describe.each(storeTargets)('tracker on $name', (target) => {
     expect(await guard.verify()).toEqual({ ok: true, problems: [] })
   })
 
+  test('behavior: a restart whose fromBlock lands just above the oldest kept block does not take that block for its own base', async () => {
+    const { stack, guard, follow } = await setup()
+    await rpc(anvil.rpcUrl, 'anvil_mine', [numberToHex(10)])
+    const first = follow({ reorgDepthMax: 4 })
+    await first.bind({ account: stack.account, taskId: 'agent', token: stack.token })
+    for (let i = 0; i < 8; i++) await stack.pay({ to: peer(i), amount: 10n })
+    await first.syncOnce()
+    expect((await guard.get('agent')).spent).toBe(80n)
+    // Started again, configured from just above the oldest block the ledger kept.
+    const oldest = (await guard.internal.store.chain.blocks(anvil.chainId, stack.hook.toLowerCase(), 0n)).at(-1)?.number as bigint
+    const again = follow({ reorgDepthMax: 4, fromBlock: oldest + 1n })
+    // A reorg below that block: spends applied at and below it are gone too, beyond the window.
+    await rpc(anvil.rpcUrl, 'anvil_reorg', [6, []])
+    await expect(again.syncOnce()).rejects.toBeInstanceOf(ReorgTooDeepError)
+    expect((await guard.get('agent')).spent).toBe(80n)
+  })
+
   test('behavior: a reorg while the tracker was away is rolled back however far the head moved since', async () => {
     const { stack, guard, fromBlock, follow } = await setup()
     const tracker = follow({ reorgDepthMax: 8 })

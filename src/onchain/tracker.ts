@@ -563,10 +563,11 @@ export function createTracker(parameters: CreateTrackerParameters): Tracker {
         ancestor = { number: block.number, hash: block.hash }
         break
       }
-      if (block === kept.at(-1) && fromBlock > 0n && block.number === fromBlock - 1n) {
-        // The oldest kept block is the base a fresh start kept, the block before `fromBlock`, and
-        // the reorg replaced it too: every block the tracker read is gone, and nothing below
-        // `fromBlock` was ever applied. All of it is undone, over the new chain's base.
+      if (block === kept.at(-1) && fromBlock > 0n && block.number === fromBlock - 1n && !(await store.chain.loggedBlock(chainId, hook, block.number))) {
+        // The oldest kept block is the base a fresh start kept, the block before `fromBlock`, no
+        // log was applied at or below it (a tracker that once started lower has), and the reorg
+        // replaced it too: every block the tracker read is gone. All of it is undone, over the
+        // new chain's base.
         base = blockRow(header)
         ancestor = { number: header.number, hash: header.hash }
       }
