@@ -9,6 +9,7 @@ import Database from 'better-sqlite3'
 import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { deployLocalStack } from '../src/index.ts'
+import { rpcChainId } from '../src/onchain/anvil.ts'
 import { type AnvilInstance, startAnvil } from './helpers/anvil.ts'
 import { useGuards } from './helpers/guard.ts'
 import { storeTargets } from './helpers/stores.ts'
@@ -58,21 +59,6 @@ function startCli(args: string[], env: Record<string, string> = {}) {
         process.kill(-(child.pid as number), 'SIGKILL')
       } catch {}
     },
-  }
-}
-
-/** Whether a JSON-RPC endpoint answers at all. */
-async function answers(rpcUrl: string): Promise<boolean> {
-  try {
-    const response = await fetch(rpcUrl, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'eth_chainId', params: [] }),
-      signal: AbortSignal.timeout(1_000),
-    })
-    return response.ok
-  } catch {
-    return false
   }
 }
 
@@ -560,13 +546,13 @@ describe('cli demo', () => {
     try {
       expect(await demo.until(() => demo.io.stdout.includes('tracker following the hook'), 30_000), demo.io.stderr).toBe(true)
       const rpcUrl = /^anvil on (\S+)/m.exec(demo.io.stdout)?.[1] as string
-      expect(await answers(rpcUrl)).toBe(true)
+      expect(await rpcChainId(rpcUrl)).toBeDefined()
       expect(demoDirs()).toHaveLength(1)
       // The signal reaches the demo's process only (as `kill PID` sends it), not anvil's.
       demo.signal('SIGINT')
       expect(await demo.exited(15_000), demo.io.stderr).toEqual({ code: 130, signal: null })
       expect(demoDirs()).toEqual([])
-      expect(await answers(rpcUrl)).toBe(false)
+      expect(await rpcChainId(rpcUrl)).toBeUndefined()
     } finally {
       demo.kill()
       rmSync(tmp, { recursive: true, force: true })

@@ -28,6 +28,20 @@ async function withProxiedGuard(
   }
 }
 
+/** Runs `fn` with two guards (two processes' worth) on one fresh database, then removes it. */
+async function withTwoGuards(target: StoreTarget, fn: (first: Guard, second: Guard) => Promise<void>): Promise<void> {
+  const { url, cleanup } = await target.fresh()
+  const first = await createGuard({ db: url })
+  const second = await createGuard({ db: url })
+  try {
+    await fn(first, second)
+  } finally {
+    await first.destroy()
+    await second.destroy()
+    await cleanup()
+  }
+}
+
 /** Index names of a freshly migrated database, whichever the store. */
 async function indexNames(url: string): Promise<string[]> {
   if (url.startsWith('sqlite:')) {
@@ -186,10 +200,7 @@ describe.each(storeTargets.filter((t) => t.name === 'postgres'))('store tenants 
   })
 
   test('behavior: two trackers whose first batches run at once on a ledger without a cursor: one moves it, the other finds it moved', async () => {
-    const { url, cleanup } = await target.fresh()
-    const first = await createGuard({ db: url })
-    const second = await createGuard({ db: url })
-    try {
+    await withTwoGuards(target, async (first, second) => {
       const key = { chainId: 31337, hook: `0x${'11'.repeat(20)}` }
       const batch = (number: bigint) => ({
         ...key,
@@ -223,18 +234,11 @@ describe.each(storeTargets.filter((t) => t.name === 'postgres'))('store tenants 
       await expect(late).rejects.toBeInstanceOf(CursorMovedError)
       // The first batch's cursor stands: the blocks after it are still to be read.
       expect(await first.internal.store.chain.cursor(key.chainId, key.hook)).toMatchObject({ blockNumber: 100n })
-    } finally {
-      await first.destroy()
-      await second.destroy()
-      await cleanup()
-    }
+    })
   })
 
   test('behavior: a binding committed while a batch applies does not reach that batch: its logs see the bindings it was checked for', async () => {
-    const { url, cleanup } = await target.fresh()
-    const tracking = await createGuard({ db: url })
-    const binding = await createGuard({ db: url })
-    try {
+    await withTwoGuards(target, async (tracking, binding) => {
       const hook = `0x${'11'.repeat(20)}` as const
       const account = `0x${'22'.repeat(20)}` as const
       const token = `0x${'33'.repeat(20)}` as const
@@ -272,11 +276,7 @@ describe.each(storeTargets.filter((t) => t.name === 'postgres'))('store tenants 
       // Kept as unbound, as the batch saw it: never a spend whose page no counter checked.
       expect(result).toMatchObject({ applied: 0, unbound: 1 })
       expect(await tracking.get('agent')).toMatchObject({ spent: 0n })
-    } finally {
-      await tracking.destroy()
-      await binding.destroy()
-      await cleanup()
-    }
+    })
   })
 
   test('behavior: a connection the server drops while a read holds it fails that read, never the process', async () => {

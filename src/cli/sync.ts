@@ -1,7 +1,6 @@
 import { setFlagsFromString } from 'node:v8'
 import type { Guard } from '../engine/guard.ts'
-import { ChainMismatchError, ReorgTooDeepError } from '../onchain/errors.ts'
-import { type SyncProgress, type SyncResult, createTracker } from '../onchain/tracker.ts'
+import { type SyncProgress, type SyncResult, createTracker, stopsTracker } from '../onchain/tracker.ts'
 import { json, jsonLine } from './format.ts'
 
 export type RunSyncOptions = {
@@ -51,11 +50,6 @@ function boundHeap(): void {
   setFlagsFromString('--no-allocation-site-pretenuring')
 }
 
-/** Errors on which the tracker's loop stops by itself: following on would diverge from the chain. */
-function isFatal(error: unknown): boolean {
-  return error instanceof ReorgTooDeepError || error instanceof ChainMismatchError
-}
-
 /**
  * `spendguard sync`: backfill with a progress bar, then a summary line per poll. SIGINT or
  * SIGTERM stops after the batch in flight (which commits or rolls back whole); an error on
@@ -102,7 +96,7 @@ export async function runSync(guard: Guard, o: RunSyncOptions): Promise<void> {
       if (tty && lastDraw) process.stderr.write('\n')
       lastDraw = 0
       // The tracker has stopped itself: the wait below ends and the error is thrown, as one line.
-      if (isFatal(error)) return finish()
+      if (stopsTracker(error)) return finish()
       process.stderr.write(`sync: ${(error as Error).message.split('\n')[0]}\n`)
     },
   })

@@ -162,8 +162,8 @@ export function options<T extends object>(argument: string, value: unknown, keys
   if (value === null || typeof value !== 'object' || Array.isArray(value))
     throw new InvalidArgumentError({ argument, value, reason: 'an options object' })
   // A misspelt option (`ttl` for `ttlMs`) would otherwise be dropped without a word.
-  for (const key of Object.keys(value))
-    if (!Object.hasOwn(keys, key))
+  for (const key in value)
+    if (Object.hasOwn(value, key) && !Object.hasOwn(keys, key))
       throw new InvalidArgumentError({ argument: `${argument}.${key}`, value: (value as Record<string, unknown>)[key], reason: `an option of ${Object.keys(keys).join(', ')}` })
   const snapshot: Partial<T> = {}
   for (const key in keys) snapshot[key as keyof T] = (value as T)[key as keyof T]

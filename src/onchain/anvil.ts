@@ -70,7 +70,8 @@ async function freePort(): Promise<number> {
   })
 }
 
-async function rpcChainId(rpcUrl: string): Promise<number | undefined> {
+/** The chain id an RPC endpoint answers with, or undefined when it does not answer. */
+export async function rpcChainId(rpcUrl: string): Promise<number | undefined> {
   try {
     const response = await fetch(rpcUrl, {
       method: 'POST',

@@ -99,6 +99,11 @@ export type Tracker = {
   status(): Promise<TrackerStatus>
 }
 
+/** Errors on which `start()`'s loop stops by itself: following on would diverge from the chain. */
+export function stopsTracker(error: unknown): boolean {
+  return error instanceof ReorgTooDeepError || error instanceof ChainMismatchError
+}
+
 /** The chain moved under a pass (a reorg, or blocks replaced between two requests). */
 class ChainMoved extends Error {
   constructor(readonly atCursor: boolean) {
@@ -640,7 +645,7 @@ export function createTracker(parameters: CreateTrackerParameters): Tracker {
           } catch (error) {
             lastError = error as Error
             p.onError?.(error)
-            if (error instanceof ReorgTooDeepError || error instanceof ChainMismatchError) {
+            if (stopsTracker(error)) {
               current.stop = true
               break
             }
