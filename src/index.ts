@@ -27,7 +27,7 @@ export type { AnvilInstance, StartAnvilOptions } from './onchain/anvil.ts'
 export { deployLocalStack } from './onchain/local.ts'
 export type { LocalStack, Payment } from './onchain/local.ts'
 export type { BindParameters, CreateTrackerParameters, SyncProgress, SyncResult, Tracker, TrackerStatus } from './onchain/tracker.ts'
-export { ChainMismatchError, ReorgTooDeepError, RpcFailedError, RpcInconsistentError } from './onchain/errors.ts'
+export { ChainMismatchError, NodeBehindWindowError, ReorgTooDeepError, RpcFailedError, RpcInconsistentError } from './onchain/errors.ts'
 export { decodeSpendLog, spendRecordedTopic } from './onchain/decode.ts'
 export type { RpcLog, SpendLog } from './onchain/decode.ts'
 export {

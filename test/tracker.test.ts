@@ -1,9 +1,10 @@
 import { type Address, type Hex, type PublicClient, TimeoutError, createPublicClient, custom, encodeFunctionData, encodePacked, erc20Abi, http, maxUint256, numberToHex, zeroAddress, zeroHash } from 'viem'
-import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest'
 import {
   type AlertEvent,
   type CreateTrackerParameters,
   type Guard,
+  NodeBehindWindowError,
   type OverspentEvent,
   ReorgTooDeepError,
   RpcInconsistentError,
@@ -792,7 +793,7 @@ describe.each(storeTargets)('tracker on $name', (target) => {
     }
   })
 
-  test('behavior: a node further behind than the kept window is waited for too, when the blocks it has are the ones applied', async () => {
+  test('behavior: a node further behind than the kept window applies nothing and says why, even when the blocks it has are the ones applied', async () => {
     const { stack, guard, follow } = await setup()
     const proxy = await startFaultyRpc(anvil.rpcUrl, { rate: 0, maxRangeBlocks: 1_000, oversizeAboveBlocks: 1_000, slowMs: 0 })
     try {
@@ -801,12 +802,19 @@ describe.each(storeTargets)('tracker on $name', (target) => {
       for (let i = 0; i < 12; i++) await stack.pay({ to: peer(i), amount: 10n })
       await tracker.syncOnce()
       expect((await guard.get('agent')).spent).toBe(120n)
-      // A node ten blocks behind: its head is below every kept block, but the block of an
-      // applied spend it has is the very one the ledger has.
+      const cursor = (await tracker.status()).cursor?.blockNumber as bigint
+      // A node ten blocks behind: its head is below every kept block. The block of an applied
+      // spend it has is the very one the ledger has, but a chain started over after that block
+      // would look the same: nothing is rolled back, nothing applied, and the pass says why.
       proxy.setNodeLag(10)
-      expect(await tracker.syncOnce()).toMatchObject({ reorgs: 0, reverted: 0, applied: 0 })
-      expect(await tracker.status()).toMatchObject({ error: null })
+      const error = await tracker.syncOnce().then(
+        () => undefined,
+        (e: unknown) => e,
+      )
+      expect(error).toBeInstanceOf(NodeBehindWindowError)
+      expect(error).toMatchObject({ code: 'NODE_BEHIND_WINDOW', chainId: anvil.chainId, head: cursor - 10n, oldestKept: cursor - 4n })
       expect((await guard.get('agent')).spent).toBe(120n)
+      expect((await tracker.status()).cursor?.blockNumber).toBe(cursor)
       proxy.setNodeLag(0)
       await stack.pay({ to: peer(1), amount: 13n })
       expect(await tracker.syncOnce()).toMatchObject({ reorgs: 0, applied: 1 })
@@ -815,6 +823,35 @@ describe.each(storeTargets)('tracker on $name', (target) => {
     } finally {
       await proxy.stop()
     }
+  })
+
+  test('behavior: a chain started over below the kept window is reported at once, and stops the tracker once it reaches the kept blocks', async () => {
+    const { stack, guard, follow } = await setup()
+    const updates: Error[] = []
+    const tracker = follow({ reorgDepthMax: 4, pollIntervalMs: 20, onError: (e) => void updates.push(e as Error) })
+    await tracker.bind({ account: stack.account, taskId: 'agent', token: stack.token })
+    // No spend below where the chain starts over: nothing the ledger has can prove it.
+    const restart = (await rpc(anvil.rpcUrl, 'evm_snapshot')) as Hex
+    await rpc(anvil.rpcUrl, 'anvil_mine', [numberToHex(3)])
+    for (let i = 0; i < 8; i++) await stack.pay({ to: peer(2), amount: 10n })
+    await tracker.syncOnce()
+    expect((await guard.get('agent')).spent).toBe(80n)
+    await rpc(anvil.rpcUrl, 'evm_revert', [restart])
+    await rpc(anvil.rpcUrl, 'anvil_mine', [numberToHex(1)])
+    tracker.start()
+    try {
+      await vi.waitFor(() => expect(updates.length).toBeGreaterThan(0), { timeout: 10_000 })
+      expect(updates[0]).toBeInstanceOf(NodeBehindWindowError)
+      expect((await tracker.status()).error).toBeInstanceOf(NodeBehindWindowError)
+      expect((await tracker.status()).running).toBe(true)
+      // The new chain grows up to the kept blocks: their hashes differ, the tracker stops.
+      await rpc(anvil.rpcUrl, 'anvil_mine', [numberToHex(16)])
+      await vi.waitFor(async () => expect((await tracker.status()).running).toBe(false), { timeout: 10_000 })
+      expect((await tracker.status()).error).toBeInstanceOf(ReorgTooDeepError)
+    } finally {
+      await tracker.stop()
+    }
+    expect((await guard.get('agent')).spent).toBe(80n)
   })
 
   test('behavior: a chain that became shorter is rolled back at once; one started over stops the tracker', async () => {

@@ -60,6 +60,8 @@ export async function runSync(guard: Guard, o: RunSyncOptions): Promise<void> {
   const tty = process.stderr.isTTY === true
   /** When the progress line was last drawn; 0 when none is on screen since the last summary. */
   let lastDraw = 0
+  /** The last error line printed since the last pass that went through. */
+  let lastErrorLine = ''
   let finish: () => void = () => {}
   const finished = new Promise<void>((resolve) => {
     finish = resolve
@@ -88,6 +90,7 @@ export async function runSync(guard: Guard, o: RunSyncOptions): Promise<void> {
       }
     },
     onSync: (r) => {
+      lastErrorLine = ''
       if (tty && lastDraw) process.stderr.write('\n')
       lastDraw = 0
       process.stdout.write(`${o.json ? jsonLine(r) : summary(r)}\n`)
@@ -97,7 +100,10 @@ export async function runSync(guard: Guard, o: RunSyncOptions): Promise<void> {
       lastDraw = 0
       // The tracker has stopped itself: the wait below ends and the error is thrown, as one line.
       if (stopsTracker(error)) return finish()
-      process.stderr.write(`sync: ${(error as Error).message.split('\n')[0]}\n`)
+      // The same error pass after pass (a node far behind, an RPC down) is printed once.
+      const line = `sync: ${(error as Error).message.split('\n')[0]}`
+      if (line !== lastErrorLine) process.stderr.write(`${line}\n`)
+      lastErrorLine = line
     },
   })
 

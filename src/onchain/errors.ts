@@ -19,6 +19,33 @@ export class ReorgTooDeepError extends SpendguardError {
   }
 }
 
+/**
+ * The node's head is below every block hash the tracker keeps, and nothing the ledger has
+ * tells a node far behind from a chain that started over. Nothing is applied meanwhile; the
+ * tracker goes on, and once the node reaches the kept blocks their hashes decide.
+ */
+export class NodeBehindWindowError extends SpendguardError {
+  override name = 'NodeBehindWindowError'
+  override readonly code = 'NODE_BEHIND_WINDOW'
+  readonly chainId: number
+  /** The node's head. */
+  readonly head: bigint
+  /** The oldest block the tracker keeps a hash for. */
+  readonly oldestKept: bigint
+  constructor({ chainId, head, oldestKept }: { chainId: number; head: bigint; oldestKept: bigint }) {
+    super(
+      `The node's head on chain ${chainId} (block ${head}) is below every block the tracker keeps (oldest ${oldestKept}): a node far behind, or a chain that started over; nothing is applied until it reaches block ${oldestKept}.`,
+      {
+        details:
+          'A node behind catches up and the tracker goes on; a chain that started over stops it with ReorgTooDeepError once it gets there. Until then the spends already applied stay counted.',
+      },
+    )
+    this.chainId = chainId
+    this.head = head
+    this.oldestKept = oldestKept
+  }
+}
+
 /** The RPC endpoint serves another chain than the tracker was configured for. */
 export class ChainMismatchError extends SpendguardError {
   override name = 'ChainMismatchError'

@@ -6,7 +6,7 @@ import type { BindingRow, ChainBlockRow, ChainLogRow } from '../engine/store/typ
 
 export type { BindParameters } from './bindings.ts'
 import { type RpcLog, type SpendLog, decodeSpendLog, spendRecordedTopic } from './decode.ts'
-import { ChainMismatchError, CursorMovedError, ReorgTooDeepError, RpcInconsistentError } from './errors.ts'
+import { ChainMismatchError, CursorMovedError, NodeBehindWindowError, ReorgTooDeepError, RpcInconsistentError } from './errors.ts'
 import { type PagePolicy, defaultPagePolicy, grow, isRangeError, isRetryable, isTimeout, shrink } from './range.ts'
 import { type BindParameters, type ChainScope, assertScope, bindAccount, listBindings, unbindAccount } from './bindings.ts'
 import * as reconcile from './reconcile.ts'
@@ -537,15 +537,16 @@ export function createTracker(parameters: CreateTrackerParameters): Tracker {
 
   /**
    * The node's head is below every kept block: a node far behind, or a chain that started over.
-   * The newest block below its head that the ledger has a log from tells them apart: the node has
-   * it, the node is behind (waited for; once past the cursor, a reorg shows there); another hash
-   * there, the chain moved under what was applied. With no such block, the node is waited for.
+   * Only another hash at a block a log was applied from proves the chain started over: the
+   * tracker stops. Without that proof (no such block at or below the head, or the node has that
+   * very block and the fork, if any, lies above it), nothing is applied and the pass ends with
+   * `NodeBehindWindowError`; once the node reaches the kept blocks, their hashes decide.
    */
-  async function belowWindowOnSameChain(nodeHead: bigint): Promise<boolean> {
+  async function belowWindow(nodeHead: bigint, oldest: bigint): Promise<Error> {
     const known = await store.chain.loggedBlock(chainId, hook, nodeHead)
-    if (!known) return true
-    const header = await getHeader(client, known.number, rpcOptions)
-    return !header || header.hash === known.hash
+    const header = known ? await getHeader(client, known.number, rpcOptions) : undefined
+    if (known && header && header.hash !== known.hash) return new ReorgTooDeepError({ chainId, oldestKnown: oldest, reorgDepthMax })
+    return new NodeBehindWindowError({ chainId, head: nodeHead, oldestKept: oldest })
   }
 
   /** Walks back to the newest kept block the chain still has, and rolls back everything above it. */
@@ -577,9 +578,9 @@ export function createTracker(parameters: CreateTrackerParameters): Tracker {
         ancestor = { number: header.number, hash: header.hash }
       }
     }
-    if (!ancestor && !compared && lastHead !== null && (await belowWindowOnSameChain(lastHead))) throw new NodeBehind()
     if (!ancestor) {
       const oldest = kept.length ? (kept[kept.length - 1] as ChainBlockRow).number : cursor.number
+      if (!compared && lastHead !== null) throw await belowWindow(lastHead, oldest)
       throw new ReorgTooDeepError({ chainId, oldestKnown: oldest, reorgDepthMax })
     }
     const rolled = await guard.internal.submit((ctx) =>
