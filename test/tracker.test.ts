@@ -159,6 +159,97 @@ describe.each(storeTargets)('tracker on $name', (target) => {
     expect(await guard.verify()).toEqual({ ok: true, problems: [] })
   })
 
+  test('behavior: a payment settled off the chain and paid on chain with its hold\'s ref counts once, never below what the chain moved', async () => {
+    const { stack, guard, follow } = await setup({ total: 10_000n })
+    const tracker = follow()
+    await tracker.bind({ account: stack.account, taskId: 'agent', token: stack.token })
+    // Captured by hand, then the same payment seen on chain.
+    const captured = await guard.reserve('agent', 1_000n)
+    const byHand = await guard.capture(captured.id, 300n)
+    await stack.pay({ to: peer(1), amount: 300n, ref: captured.ref })
+    // pay() whose function says it settled less than it moved on chain.
+    const viaPay = await guard.pay('agent', 500n, async ({ hold }) => {
+      await stack.pay({ to: peer(2), amount: 400n, ref: hold.ref })
+      return { settled: 100n }
+    })
+    // One transaction pays a settled hold twice with its ref: the second transfer is another payment.
+    const twice = await guard.reserve('agent', 100n)
+    await guard.capture(twice.id, 10n)
+    await stack.payBatch([
+      { to: peer(3), amount: 10n, ref: twice.ref },
+      { to: peer(4), amount: 20n, ref: twice.ref },
+    ])
+    await tracker.syncOnce()
+    expect((await guard.get('agent')).spent).toBe(300n + 400n + 10n + 20n)
+
+    // A ref used again later is another payment too.
+    await stack.pay({ to: peer(5), amount: 50n, ref: captured.ref })
+    await tracker.syncOnce()
+    expect((await guard.get('agent')).spent).toBe(300n + 400n + 10n + 20n + 50n)
+
+    // Entries of one batch share their time: compared in an order of their own.
+    const chain = (await guard.entries('agent')).filter((e) => e.source === 'onchain')
+    const byHoldAndAmount = (rows: [string | undefined, bigint][]) => rows.map(([h, a]) => `${h ?? '-'} ${a}`).sort()
+    expect(byHoldAndAmount(chain.map((e) => [e.holdId, e.amount]))).toEqual(
+      byHoldAndAmount([
+        [captured.id, 0n],
+        [viaPay.holdId, 300n],
+        [twice.id, 0n],
+        [undefined, 20n],
+        [undefined, 50n],
+      ]),
+    )
+    const holds = new Map((await guard.holds('agent')).map((h) => [h.id, h]))
+    expect(holds.get(captured.id)).toMatchObject({ status: 'captured', capturedAmount: 300n, entryId: byHand.id })
+    expect(holds.get(viaPay.holdId as string)).toMatchObject({ status: 'captured', capturedAmount: 100n, entryId: viaPay.id })
+    expect(await guard.verify()).toEqual({ ok: true, problems: [] })
+
+    // A reorg drops the transfer beyond pay's settlement: the settlement stays, its hold captured.
+    const later = await guard.reserve('agent', 1_000n)
+    await guard.capture(later.id, 100n)
+    await stack.pay({ to: peer(6), amount: 900n, ref: later.ref })
+    await tracker.syncOnce()
+    expect((await guard.get('agent')).spent).toBe(780n + 900n)
+    await rpc(anvil.rpcUrl, 'anvil_reorg', [1, []])
+    expect(await tracker.syncOnce()).toMatchObject({ reorgs: 1, reverted: 1 })
+    expect((await guard.get('agent')).spent).toBe(780n + 100n)
+    expect(await guard.hold(later.id)).toMatchObject({ status: 'captured', capturedAmount: 100n })
+    expect(await guard.verify()).toEqual({ ok: true, problems: [] })
+  })
+
+  test('behavior: pay whose hold ends while it pays on chain counts the payment once, whether the tracker or pay records it first', async () => {
+    const { stack, guard, follow } = await setup({ total: 10_000n })
+    const tracker = follow()
+    await tracker.bind({ account: stack.account, taskId: 'agent', token: stack.token })
+    // The tracker first: the hold is released, the log is applied, then pay settles.
+    const first = await guard.pay(
+      'agent',
+      300n,
+      async ({ hold }) => {
+        await stack.pay({ to: peer(1), amount: 250n, ref: hold.ref })
+        await guard.release(hold.id)
+        await tracker.syncOnce()
+        return { settled: 250n }
+      },
+      { key: 'tracker-first' },
+    )
+    expect(first).toMatchObject({ source: 'onchain', amount: 250n })
+    expect((await guard.get('agent')).spent).toBe(250n)
+    // A retry with the key answers with the same entry, and pays nothing.
+    expect(await guard.pay('agent', 300n, () => Promise.reject(new Error('paid again')), { key: 'tracker-first' })).toEqual(first)
+
+    // pay first: the hold is released, pay records the spend, then the tracker sees the log.
+    const second = await guard.pay('agent', 300n, async ({ hold }) => {
+      await stack.pay({ to: peer(2), amount: 120n, ref: hold.ref })
+      await guard.release(hold.id)
+      return { settled: 120n }
+    })
+    expect(second).toMatchObject({ id: `entry_paid_${second.id.slice('entry_paid_'.length)}`, source: 'offchain', amount: 120n })
+    await tracker.syncOnce()
+    expect((await guard.get('agent')).spent).toBe(370n)
+    expect(await guard.verify()).toEqual({ ok: true, problems: [] })
+  })
+
   test('behavior: spends of an unbound account are reported, never summed', async () => {
     const { stack, guard, follow } = await setup()
     await stack.pay({ to: peer(1), amount: 77n })

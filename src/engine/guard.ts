@@ -146,7 +146,6 @@ const reserveKeys = { key: true, ttlMs: true, ref: true } as const
 const expirySweepTasksMax = 256
 
 /** The id of the entry of a payment that `pay` saw settle after its hold had ended. */
-const paidAfterHoldEnded = (holdId: string) => `entry_paid_${holdId}`
 
 /**
  * Creates a guard: a task-budget engine over the store `db` names.
@@ -311,6 +310,19 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
   /** Keyed payments running in this process: a second call with the key shares the first's outcome. */
   const paying = new Map<string, { run: Promise<SpendEntry>; maxAmount: bigint }>()
 
+  /** The live on-chain entry that paid for a hold, read through the partial index entries_chain_hold. */
+  function chainEntryOfHold(holdId: string) {
+    return store.db
+      .selectFrom('entries')
+      .selectAll()
+      .where('hold_id', '=', holdId)
+      .where('source', '=', 'onchain')
+      .where('hold_id', 'is not', null)
+      .where('reverted', '=', 0)
+      .orderBy('id')
+      .executeTakeFirst()
+  }
+
   async function payOnce(taskId: string, maxAmount: bigint, fn: (context: PayContext) => Promise<PayResult>, key: string | null) {
     const { hold: row, created } = await reserveOnce({ taskId, amount: maxAmount, key, ttlMs: null, ref: null })
     const hold = toHold(row)
@@ -320,8 +332,11 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
       if (prior) return toEntry(entryCodec.decode(prior))
     }
     if (hold.status === 'released' || hold.status === 'expired') {
-      // A retry of a payment that settled after its hold had ended: answer with its entry.
-      const prior = await store.db.selectFrom('entries').selectAll().where('id', '=', paidAfterHoldEnded(hold.id)).executeTakeFirst()
+      // A retry of a payment that settled after its hold had ended: answer with its entry, or
+      // with the chain's, when a log carrying the hold's `ref` was that payment.
+      const prior =
+        (await store.db.selectFrom('entries').selectAll().where('id', '=', rules.paidAfterHoldEnded(hold.id)).executeTakeFirst()) ??
+        (await chainEntryOfHold(hold.id))
       if (prior) return toEntry(entryCodec.decode(prior))
     }
     if (hold.status !== 'open') throw new HoldNotOpenError({ holdId: hold.id, status: hold.status })
@@ -378,10 +393,11 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
     } catch (error) {
       if (error instanceof HoldNotOpenError && (error.status === 'released' || error.status === 'expired')) {
         // The hold ended while the payment ran (close, release, expiry); the spend is recorded
-        // once all the same, keyed by the hold, as a fact (past a hard limit it shows as overspent).
+        // once all the same, keyed by the hold, as a fact (past a hard limit it shows as overspent),
+        // unless the tracker applied it first from a log carrying the hold's `ref`.
         try {
-          const fact: rules.RecordInput = { taskId, id: paidAfterHoldEnded(hold.id), amount: settled, ...details, fact: true }
-          return toEntry(await submit((ctx) => rules.record(ctx, fact), taskId))
+          const fact: rules.RecordInput = { taskId, id: rules.paidAfterHoldEnded(hold.id), amount: settled, ...details, fact: true }
+          return toEntry(await submit((ctx) => rules.settleEndedHold(ctx, hold.id, fact), taskId))
         } catch (recordError) {
           throw unsettled(`the payment settled ${settled} after its hold ended, and recording it failed`, recordError)
         }

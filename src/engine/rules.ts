@@ -660,6 +660,9 @@ export async function setProgress(ctx: RuleContext, taskId: string, progress: nu
 
 const zeroRef = `0x${'0'.repeat(64)}`
 
+/** The entry of a payment `pay` settled after its hold had ended (close, release, expiry). */
+export const paidAfterHoldEnded = (holdId: string) => `entry_paid_${holdId}`
+
 /** Applies one on-chain spend; see {@link applyChainSpends}. Undefined: it was applied before. */
 export async function applyChainSpend(ctx: RuleContext, input: ChainSpendInput): Promise<EntryRow | undefined> {
   return (await applyChainSpends(ctx, input.taskId, [input]))[0]
@@ -726,6 +729,8 @@ export async function applyChainSpends(ctx: RuleContext, taskId: string, inputs:
     b = after
     run = []
   }
+  // Holds a log of this batch paid for: a later log naming one again is another payment.
+  const paid = new Set<string>()
   for (const [k, input] of inputs.entries()) {
     invariant(input.taskId === taskId, 'chain spends of one batch belong to one task')
     if (skip.has(k)) continue
@@ -738,17 +743,24 @@ export async function applyChainSpends(ctx: RuleContext, taskId: string, inputs:
       const fields = { amount: input.amount, entryId, peer: input.to, tool: null, reason: null, at: null }
       const captured = await settleCapture(ctx, b, hold, fields, sig, 'onchain', input.chain, input.hook)
       holds.set(input.ref, captured.hold)
+      paid.add(hold.id)
       b = ctx.budgets.rows.get(taskId) as BudgetRow
       out.push(captured.entry)
       continue
     }
+    const match = hold && hold.taskId === taskId ? await paymentOfHold(ctx, hold, paid) : undefined
+    const amount = match ? (input.amount > match.settled ? input.amount - match.settled : 0n) : input.amount
+    const reason =
+      match && match.settled > 0n
+        ? `pays hold ${match.holdId}, settled off the chain as ${match.settled}: counts what it moved beyond that`
+        : null
     const entry = entryRow(
-      { id: entryId, taskId, holdId: null, amount: input.amount, peer: input.to, tool: null, reason: null, at: ctx.now, source: 'onchain', sig: chainSig },
+      { id: entryId, taskId, holdId: match?.holdId ?? null, amount, peer: input.to, tool: null, reason, at: ctx.now, source: 'onchain', sig: chainSig },
       input.chain,
       input.hook,
     )
     run.push(entry)
-    unreserved.push(entry)
+    if (amount > 0n) unreserved.push(entry)
     out.push(entry)
   }
   await flush()
@@ -767,8 +779,34 @@ export async function applyChainSpends(ctx: RuleContext, taskId: string, inputs:
   return out
 }
 
+/**
+ * `pay`'s spend whose hold ended while its payment ran: a log carrying the hold's `ref` that
+ * the tracker applied first is that payment (its entry answers); otherwise it is recorded as
+ * a fact. The budget is read (on PostgreSQL, locked) first, as the tracker does before it
+ * looks for the same match: one of the two finds the other's write.
+ */
+export async function settleEndedHold(ctx: RuleContext, holdId: string, input: RecordInput): Promise<EntryRow> {
+  await loadBudget(ctx, input.taskId)
+  return (await ctx.tx.chainEntryOfHold(holdId)) ?? record(ctx, input)
+}
+
 /** On-chain entries are identified by their position, never by call parameters. */
 const chainSig = '{"source":"onchain"}'
+
+/**
+ * A log whose `ref` names a hold of its task that is no longer open is that hold's payment,
+ * unless another log already was (a ref used again is another payment). The hold ended
+ * unsettled: the log counts whole, as a spend without a hold. It was settled off the chain
+ * first (`capture`, or `pay` after the hold ended): the same payment, counted once, never
+ * below what the chain moved; the log counts what it moved beyond the settled amount.
+ */
+async function paymentOfHold(ctx: RuleContext, hold: HoldRow, paid: Set<string>): Promise<{ holdId: string; settled: bigint } | undefined> {
+  if (paid.has(hold.id) || (await ctx.tx.chainEntryOfHold(hold.id))) return undefined
+  paid.add(hold.id)
+  if (hold.status === 'captured') return { holdId: hold.id, settled: hold.capturedAmount ?? 0n }
+  const fact = await ctx.tx.entry(paidAfterHoldEnded(hold.id))
+  return { holdId: hold.id, settled: fact && !fact.reverted ? fact.amount : 0n }
+}
 
 /**
  * Undoes an on-chain spend whose block left the canonical chain: the entry is marked
@@ -784,9 +822,12 @@ export async function revertChainSpend(ctx: RuleContext, entryId: string): Promi
   await ctx.tx.updateEntry({ ...entry, reverted: true })
   const after: BudgetRow = { ...b, spent: b.spent - entry.amount, entryCount: b.entryCount - 1 }
   let holdId: string | null = null
-  if (entry.holdId !== null) {
-    const hold = await ctx.tx.hold(entry.holdId)
-    invariant(hold && hold.status === 'captured', `reverted entry ${entryId} has no captured hold`)
+  // The hold this entry captured opens again; one it paid after the hold had ended, or beside
+  // an off-chain settlement, stays as it is.
+  const hold = entry.holdId === null ? undefined : await ctx.tx.hold(entry.holdId)
+  invariant(entry.holdId === null || hold, `reverted entry ${entryId} names no hold`)
+  if (hold && hold.entryId === entryId) {
+    invariant(hold.status === 'captured', `reverted entry ${entryId} has no captured hold`)
     holdId = hold.id
     const expired = hold.expiresAt !== null && hold.expiresAt <= ctx.now
     if (b.closed || expired) {

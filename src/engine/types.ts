@@ -58,6 +58,10 @@ export type ChainPosition = {
 export type SpendEntry = {
   id: string
   taskId: string
+  /**
+   * The hold this spend paid for: the one it captured, or, for an on-chain spend whose `ref`
+   * named a hold that had already ended or been settled off the chain, that hold.
+   */
   holdId?: string | undefined
   amount: bigint
   peer?: string | undefined

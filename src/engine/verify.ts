@@ -17,7 +17,13 @@ type Replayed = {
 }
 
 /** `ended`: released or expired by a reversal of its capture, which the journal does not tell apart. */
-type ReplayedHold = { amount: bigint; state: 'open' | 'captured' | 'released' | 'expired' | 'ended'; captured: bigint | null }
+type ReplayedHold = {
+  amount: bigint
+  state: 'open' | 'captured' | 'released' | 'expired' | 'ended'
+  captured: bigint | null
+  /** The entry its capture wrote. */
+  entryId: string | null
+}
 
 const pageSize = 10_000
 const problemsMax = 1_000
@@ -68,7 +74,7 @@ async function verifySnapshot(db: Kysely<Database>): Promise<VerifyResult> {
           case 'reserve':
             if (j.holdId === null || hold) report(`${where}: hold missing or reserved twice`)
             s.reserved += amount
-            if (j.holdId !== null) s.holds.set(j.holdId, { amount, state: 'open', captured: null })
+            if (j.holdId !== null) s.holds.set(j.holdId, { amount, state: 'open', captured: null, entryId: null })
             break
           case 'capture':
             if (!hold || hold.state !== 'open') report(`${where}: captures hold ${j.holdId} that is not open`)
@@ -76,6 +82,7 @@ async function verifySnapshot(db: Kysely<Database>): Promise<VerifyResult> {
               s.reserved -= hold.amount
               hold.state = 'captured'
               hold.captured = amount
+              hold.entryId = j.entryId
             }
             s.spent += amount
             break
@@ -102,6 +109,7 @@ async function verifySnapshot(db: Kysely<Database>): Promise<VerifyResult> {
               if (reopened) s.reserved += hold.amount
               hold.state = reopened ? 'open' : 'ended'
               hold.captured = null
+              hold.entryId = null
             }
             break
           case 'close':
@@ -196,9 +204,14 @@ async function groupEntries(db: Kysely<Database>, replay: Map<string, Replayed>,
     const e = entryCodec.decode(raw)
     if (e.reverted) return
     const r = replay.get(e.taskId)
-    const journaled = e.holdId !== null ? r?.holds.get(e.holdId)?.captured : e.source === 'offchain' ? r?.records.get(e.id) : undefined
-    if (e.holdId !== null || e.source === 'offchain') {
-      if (journaled === undefined || journaled === null) report(`entry ${e.id} (${e.taskId}): no ${e.holdId !== null ? 'capture' : 'record'} of it in the journal`)
+    const hold = e.holdId === null ? undefined : r?.holds.get(e.holdId)
+    // An on-chain entry may name a hold it did not capture (it paid for the hold after it had
+    // ended or been settled off the chain): a `reconcile` row journaled its amount, in a sum.
+    const capture = e.holdId !== null && (e.source === 'offchain' || hold?.entryId === e.id)
+    if (e.holdId !== null && !hold) report(`entry ${e.id} (${e.taskId}): names hold ${e.holdId}, which the journal never reserved`)
+    else if (capture || e.source === 'offchain') {
+      const journaled = capture ? (hold?.entryId === e.id ? hold.captured : undefined) : r?.records.get(e.id)
+      if (journaled === undefined || journaled === null) report(`entry ${e.id} (${e.taskId}): no ${capture ? 'capture' : 'record'} of it in the journal`)
       else if (journaled !== e.amount) report(`entry ${e.id} (${e.taskId}): amount ${e.amount}, the journal says ${journaled}`)
     }
     const g = out.get(e.taskId) ?? { count: 0, sum: 0n }

@@ -137,6 +137,7 @@ export function migrations(dialect: StoreDialect): MigrationProvider {
     '2026-11-22-unbounded-sums': unboundedSums(dialect),
     '2026-11-22-unbounded-journal-amounts': unboundedJournalAmounts(dialect),
     '2026-11-22-wide-chain-ids': wideChainIds(dialect),
+    '2026-11-23-chain-entries-by-hold': chainEntriesByHold(),
   }
   return { getMigrations: async () => all }
 }
@@ -421,5 +422,26 @@ function wideChainIds(dialect: StoreDialect): Migration {
   return {
     up: (db) => retype(db, 'bigint'),
     down: (db) => retype(db, 'integer'),
+  }
+}
+
+/**
+ * On-chain entries by the hold they paid for. A log whose `ref` names a hold that was
+ * settled off the chain (or had ended) is matched to that hold once: the tracker and `pay`
+ * look for an earlier match through this index. Only on-chain entries with a hold are in it.
+ */
+function chainEntriesByHold(): Migration {
+  return {
+    async up(db: Kysely<any>) {
+      await db.schema
+        .createIndex('entries_chain_hold')
+        .on('entries')
+        .column('hold_id')
+        .where(sql<boolean>`source = 'onchain' and hold_id is not null`)
+        .execute()
+    },
+    async down(db: Kysely<any>) {
+      await db.schema.dropIndex('entries_chain_hold').execute()
+    },
   }
 }

@@ -61,6 +61,9 @@ export function statements(dialect: StoreDialect) {
     dueHolds:
       "select * from holds where task_id = ? and status = 'open' and expires_at <= ? order by expires_at, id",
     entry: 'select * from entries where id = ?',
+    // Through the partial index entries_chain_hold: on-chain entries that paid for a hold.
+    chainEntryOfHold:
+      "select * from entries where hold_id = ? and source = 'onchain' and hold_id is not null and reverted = 0 order by id limit 1",
     insertEntry: insert(codec.entries as codec.TableCodec<unknown>),
     updateEntry: 'update entries set confirmed = ?, reverted = ? where id = ?',
     appendJournal: insert(codec.journal as codec.TableCodec<unknown>),
@@ -217,6 +220,7 @@ export function createStoreTx(dialect: StoreDialect, exec: Executor): StoreTx {
     openHolds: (taskId) => andThen(exec.all(q.openHolds, [taskId]), many(codec.holds.decode)),
     dueHolds: (taskId, now) => andThen(exec.all(q.dueHolds, [taskId, now]), many(codec.holds.decode)),
     entry: (id) => andThen(exec.get(q.entry, [id]), one(codec.entries.decode)),
+    chainEntryOfHold: (holdId) => andThen(exec.get(q.chainEntryOfHold, [holdId]), one(codec.entries.decode)),
     insertEntry: (row) => andThen(exec.run(q.insertEntry, codec.entries.encode(row)), ignore),
     updateEntry: (r) => andThen(exec.run(q.updateEntry, [r.confirmed ? 1 : 0, r.reverted ? 1 : 0, r.id]), ignore),
     appendJournal: (row) => andThen(exec.run(q.appendJournal, codec.journal.encode(row)), ignore),

@@ -121,6 +121,11 @@ export interface StoreTx {
   dueHolds(taskId: string, now: number): MaybePromise<HoldRow[]>
 
   entry(id: string): MaybePromise<EntryRow | undefined>
+  /**
+   * A live on-chain entry that paid for `holdId`: the log that captured it, or one whose `ref`
+   * named it after it had ended or been settled off the chain.
+   */
+  chainEntryOfHold(holdId: string): MaybePromise<EntryRow | undefined>
   insertEntry(row: EntryRow): MaybePromise<void>
   updateEntry(row: EntryRow): MaybePromise<void>
 
