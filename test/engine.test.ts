@@ -1018,6 +1018,14 @@ describe.each(storeTargets)('engine on $name', (target) => {
           `update holds set id = 'hold_forged' where id = '${released.id}'`,
         ])
         expect(result.problems).toEqual(['hold hold_forged (t1): not reserved in the journal'])
+        // A record passed off as a second capture of a hold, and an entry naming a hold that
+        // was never reserved: each still counts in the sums, which agree.
+        result = await tampered([
+          `update holds set id = '${released.id}' where id = 'hold_forged'`,
+          `update entries set hold_id = '${captured.id}' where id = 'inv-a'`,
+          "update entries set hold_id = 'hold_never' where id = 'inv-b'",
+        ])
+        expect(result.problems).toEqual(['entry inv-a (t1): no capture of it in the journal', 'entry inv-b (t1): names hold hold_never, which the journal never reserved'])
       } finally {
         await guard.destroy()
       }
