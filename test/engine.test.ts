@@ -884,6 +884,7 @@ describe.each(storeTargets)('engine on $name', (target) => {
         const error = await guard.pay('t1', 10n, async () => report as { settled: bigint }).catch((e) => e)
         expect(error).toBeInstanceOf(PaymentUnsettledError)
         expect(error.reason).toContain('settled 5')
+        expect(error.message).toContain('stays open')
         expect(error.cause).toBeInstanceOf(InvalidArgumentError)
         const holds = await guard.holds('t1')
         expect(error.holdId).toBe(holds[i]?.id)
@@ -894,6 +895,22 @@ describe.each(storeTargets)('engine on $name', (target) => {
       for (const h of await guard.holds('t1')) await guard.capture(h.id, 5n)
       expect(await guard.get('t1')).toMatchObject({ spent: 15n, reserved: 0n })
       expect(await guard.verify()).toEqual({ ok: true, problems: [] })
+    })
+
+    test('behavior: an unsettled payment whose hold ended meanwhile says nothing is reserved for it', async () => {
+      const guard = await guards.guard()
+      await guard.allocate('t1', { total: 100n, ...USDC })
+      const error = await guard
+        .pay('t1', 10n, async ({ hold }) => {
+          await guard.release(hold.id)
+          return { settled: 5n, peer: 'a\u0000b' }
+        })
+        .catch((e) => e)
+      expect(error).toBeInstanceOf(PaymentUnsettledError)
+      expect(error.message).toContain(`hold "${error.holdId}" had ended, nothing is reserved for it`)
+      expect(error.message).not.toContain('stays open')
+      expect(error.metaMessages).toEqual(['Record what was paid.'])
+      expect(await guard.get('t1')).toMatchObject({ spent: 0n, reserved: 0n })
     })
 
     test('behavior: a retry answers with the original result whatever the risk assessor says now', async () => {

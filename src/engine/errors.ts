@@ -189,11 +189,15 @@ export class PaymentUnsettledError extends SpendguardError {
     key,
     reason,
     cause,
-  }: { taskId: string; holdId: string; key?: string | undefined; reason: string; cause?: unknown }) {
-    super(`Payment on task "${taskId}" is unsettled: ${reason}; hold "${holdId}" stays open.`, {
-      metaMessages: ['Capture what was paid or release the hold.'],
-      cause,
-    })
+    holdEnded = false,
+  }: { taskId: string; holdId: string; key?: string | undefined; reason: string; cause?: unknown; holdEnded?: boolean }) {
+    super(
+      `Payment on task "${taskId}" is unsettled: ${reason}; ${holdEnded ? `hold "${holdId}" had ended, nothing is reserved for it` : `hold "${holdId}" stays open`}.`,
+      {
+        metaMessages: [holdEnded ? 'Record what was paid.' : 'Capture what was paid or release the hold.'],
+        cause,
+      },
+    )
     this.taskId = taskId
     this.holdId = holdId
     this.key = key

@@ -373,8 +373,12 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
     }
     // From here on the money has moved: whatever stops the capture leaves the hold reserved
     // and says so with PaymentUnsettledError, never with an error that means "nothing happened".
-    const unsettled = (reason: string, cause: unknown) =>
-      new PaymentUnsettledError({ taskId, holdId: hold.id, key: key ?? undefined, reason, cause })
+    const unsettled = async (reason: string, cause: unknown) => {
+      // Says whether the hold still reserves the money, as far as the ledger can still tell.
+      const now = await guard.hold(hold.id).catch(() => undefined)
+      const holdEnded = now !== undefined && now.status !== 'open'
+      return new PaymentUnsettledError({ taskId, holdId: hold.id, key: key ?? undefined, reason, cause, holdEnded })
+    }
     let details: { peer: string | null; tool: string | null; reason: string | null; at: number | null }
     try {
       details = {
@@ -384,7 +388,7 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
         at: v.optionalTimestamp('at', result.at),
       }
     } catch (error) {
-      throw unsettled(`the payment function settled ${settled} with entry details that cannot be stored`, error)
+      throw await unsettled(`the payment function settled ${settled} with entry details that cannot be stored`, error)
     }
     const input: rules.CaptureInput = { holdId: hold.id, amount: settled, entryId: null, ...details, fact: true }
     try {
@@ -399,7 +403,7 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
           const fact: rules.RecordInput = { taskId, id: rules.paidAfterHoldEnded(hold.id), amount: settled, ...details, fact: true }
           return toEntry(await submit((ctx) => rules.settleEndedHold(ctx, hold.id, fact), taskId))
         } catch (recordError) {
-          throw unsettled(`the payment settled ${settled} after its hold ended, and recording it failed`, recordError)
+          throw await unsettled(`the payment settled ${settled} after its hold ended, and recording it failed`, recordError)
         }
       }
       if (error instanceof HoldNotOpenError && error.status === 'captured') {
@@ -409,7 +413,7 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
         const prior = captured.entryId && (await store.db.selectFrom('entries').selectAll().where('id', '=', captured.entryId).executeTakeFirst())
         if (prior) return toEntry(entryCodec.decode(prior))
       }
-      throw unsettled(`the payment settled ${settled}, and capturing it failed`, error)
+      throw await unsettled(`the payment settled ${settled}, and capturing it failed`, error)
     }
   }
 
