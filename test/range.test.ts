@@ -33,6 +33,17 @@ describe('getLogs paging', () => {
       expect(isRetryable(error), error.message).toBe(true)
     }
     expect(isRateLimit(rpc(-32005, 'query returned more than 10000 results'))).toBe(false)
+    // Size refusals that happen to use rate-like words stay range refusals.
+    for (const message of [
+      'Max request count exceeded: eth_getLogs block range must be at most 1000',
+      'Requested range exceeds the separate limit of 5000 blocks',
+      'eth_getLogs range exceeds the max allowed 10000 blocks per request; requests per second are unaffected',
+    ]) {
+      expect(isRateLimit(rpc(-32005, message)), message).toBe(false)
+      expect(isRangeError(rpc(-32005, message)), message).toBe(true)
+    }
+    expect(isRateLimit(rpc(-32005, 'rate limit exceeded'))).toBe(true)
+    expect(isRateLimit(rpc(-32000, 'Too Many Requests'))).toBe(true)
   })
 
   test('behavior: withRetry retries a rate limit on any method, and leaves a getLogs range refusal to its caller', async () => {

@@ -52,9 +52,16 @@ export function isRangeError(error: unknown): boolean {
 export function isRateLimit(error: unknown): boolean {
   return chain(error).some((e) => {
     const x = e as { status?: number; code?: number }
-    return x?.status === 429 || x?.code === 429 || /rate.?limit|rate exceeded|request rate|too many requests|requests? per second|request count/i.test(text(e))
+    if (x?.status === 429 || x?.code === 429) return true
+    const message = text(e)
+    // A message about the size of a range or of its answer is a range refusal, whatever else
+    // it says ("Max request count exceeded: eth_getLogs block range must be at most 1000").
+    return rateWords.test(message) && !sizeWords.test(message)
   })
 }
+
+const rateWords = /\brate[ -]?limit|\brate exceeded|\brequest rate\b|\btoo many requests\b|\brequests? per second\b|\brequest count\b/i
+const sizeWords = /\brange\b|\bresults?\b|\bresponse size\b|\blogs\b|\bblocks\b/i
 
 /** The request timed out (the node took too long, or the connection went quiet). */
 export function isTimeout(error: unknown): boolean {
