@@ -816,7 +816,7 @@ describe.each(storeTargets)('engine on $name', (target) => {
       expect(await guard.verify()).toEqual({ ok: true, problems: [] })
     })
 
-    test('behavior: a payment that settles after its hold expired is recorded as a fact, even past a hard limit', async () => {
+    test('behavior: a payment that settles after its own hold was released, while another hold expired and its room was spent, is recorded as a fact, even past a hard limit', async () => {
       let now = 1_000_000
       const guard = await guards.guard({ clock: () => now })
       await guard.allocate('t1', { total: 50n, ...USDC })
