@@ -486,7 +486,7 @@ describe.each(storeTargets)('engine on $name', (target) => {
       await guard.allocate('t1', { total: 100n, ...USDC })
       const made = await guard.record('t1', { amount: 1n })
       expect(made.id).toMatch(/^entry_/)
-      for (const id of [made.id, 'entry_x', 'chain_1_0xab_0'])
+      for (const id of [made.id, 'entry_x', 'chain_1_0xab_0', 'x402_hold_1'])
         await expect(guard.record('t1', { id, amount: 1n })).rejects.toMatchObject({ name: 'InvalidArgumentError', argument: 'id' })
       const hold = await guard.reserve('t1', 10n)
       await expect(guard.capture(hold.id, 1n, { id: 'entry_y' })).rejects.toMatchObject({ name: 'InvalidArgumentError', argument: 'entry.id' })

@@ -417,13 +417,14 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
     }
   }
 
-  function recordInput(taskId: string, params: RecordParameters, fact: boolean): rules.RecordInput {
+  /** `internal`: an id of spendguard's own parts (the x402 adapter's facts), which callers may not take. */
+  function recordInput(taskId: string, params: RecordParameters, fact: boolean, internal = false): rules.RecordInput {
     v.assertId('taskId', taskId)
     const o = v.options<RecordParameters>('record parameters', params, recordKeys)
     assertAmount(o.amount)
     return {
       taskId,
-      id: v.optionalEntryId('id', o.id),
+      id: internal ? v.optionalId('id', o.id) : v.optionalEntryId('id', o.id),
       amount: o.amount as bigint,
       peer: v.optionalText('peer', o.peer),
       tool: v.optionalText('tool', o.tool),
@@ -665,7 +666,7 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
       submit,
       writerStats: writer.stats,
       async recordFact(taskId, params) {
-        const input = recordInput(taskId, params, true)
+        const input = recordInput(taskId, params, true, true)
         return toEntry(await submit((ctx) => rules.record(ctx, input), taskId))
       },
     },

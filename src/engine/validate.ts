@@ -46,14 +46,15 @@ export function optionalId(argument: string, value: unknown): string | null {
   return value
 }
 
-/** Prefixes of the entry ids the engine makes itself. */
-const enginePrefixes = ['chain_', 'entry_']
+/** Prefixes of the entry ids spendguard makes itself. */
+const enginePrefixes = ['chain_', 'entry_', 'x402_']
 
 /**
  * An entry id a caller chooses. Ids of on-chain entries (`chain_…`) are the ledger's own: an
  * off-chain entry under one would pass for the on-chain spend and keep it from being counted.
- * Those the engine makes when none is given (`entry_…`) are guessable: a caller's id taking
- * one first would fail the engine's write.
+ * Those the engine makes when none is given (`entry_…`) and the x402 adapter's facts
+ * (`x402_<hold id>`) are guessable: a caller's id taking one first would fail that write, or
+ * answer it with the caller's entry.
  */
 export function optionalEntryId(argument: string, value: unknown): string | null {
   const id = optionalId(argument, value)
@@ -61,7 +62,7 @@ export function optionalEntryId(argument: string, value: unknown): string | null
     throw new InvalidArgumentError({
       argument,
       value,
-      reason: 'an id not starting with "chain_" or "entry_", which the ids the engine makes begin with',
+      reason: 'an id not starting with "chain_", "entry_" or "x402_", which the ids spendguard makes begin with',
     })
   return id
 }
