@@ -583,6 +583,27 @@ describe.each(storeTargets)('tracker on $name', (target) => {
     }
   })
 
+  test('behavior: a provider with a fixed range cap is found in a few refusals, not refused every other page', async () => {
+    const { stack, guard, follow } = await setup()
+    await rpc(anvil.rpcUrl, 'anvil_mine', [numberToHex(6_000)])
+    await stack.pay({ to: peer(1), amount: 77n })
+    const proxy = await startFaultyRpc(anvil.rpcUrl, { rate: 0, maxRangeBlocks: 100, oversizeAboveBlocks: 100_000, slowMs: 0 })
+    try {
+      const tracker = follow({ rpcUrl: proxy.url, reorgDepthMax: 4 })
+      await tracker.bind({ account: stack.account, taskId: 'agent', token: stack.token })
+      await tracker.syncOnce()
+      expect((await guard.get('agent')).spent).toBe(77n)
+      // Growing back past a cap of 100 blocks after each refusal is refused again and again
+      // (35 times over these 6,000 blocks). Halving the gap between the widest range answered
+      // and the narrowest refused finds 100 in about six steps (one step may be refused twice:
+      // the two pages fetched ahead are sized alike).
+      expect(proxy.counts.rangeRefused).toBeGreaterThan(0)
+      expect(proxy.counts.rangeRefused).toBeLessThanOrEqual(12)
+    } finally {
+      await proxy.stop()
+    }
+  })
+
   test('behavior: start() right after stop() follows again', async () => {
     const { stack, guard, follow } = await setup()
     const tracker = follow({ pollIntervalMs: 50 })

@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process'
-import { existsSync } from 'node:fs'
+import { existsSync, mkdtempSync, rmSync } from 'node:fs'
 import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
@@ -32,11 +33,24 @@ const portAttemptsMax = 3
 const stderrKeptCharsMax = 4_000
 
 const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
-const running = new Set<ChildProcess>()
+/** Each running anvil, with the home directory it was given. */
+const running = new Map<ChildProcess, string>()
 
 process.on('exit', () => {
-  for (const child of running) child.kill('SIGKILL')
+  for (const [child, home] of running) {
+    child.kill('SIGKILL')
+    removeHome(home)
+  }
 })
+
+/**
+ * Anvil keeps the states of older blocks on disk, under `$HOME/.foundry/anvil/tmp`, and leaves
+ * them there when it exits (hundreds of megabytes for a few thousand blocks). Each anvil gets a
+ * home directory of its own, removed once it has exited.
+ */
+function removeHome(home: string): void {
+  rmSync(home, { recursive: true, force: true })
+}
 
 /**
  * The anvil binary: the platform package's own binary when present (no node wrapper in between,
@@ -88,16 +102,21 @@ export async function rpcChainId(rpcUrl: string): Promise<number | undefined> {
 }
 
 function stopChild(child: ChildProcess): Promise<void> {
+  const exited = () => {
+    const home = running.get(child)
+    running.delete(child)
+    if (home !== undefined) removeHome(home)
+  }
   return new Promise((resolve) => {
     if (child.exitCode !== null || child.signalCode !== null) {
-      running.delete(child)
+      exited()
       resolve()
       return
     }
     const timer = setTimeout(() => child.kill('SIGKILL'), stopGraceMs)
     child.once('exit', () => {
       clearTimeout(timer)
-      running.delete(child)
+      exited()
       resolve()
     })
     child.kill('SIGTERM')
@@ -110,8 +129,9 @@ async function startOnce(options: StartAnvilOptions, port: number): Promise<Anvi
   if (options.blockTime !== undefined) args.push('--block-time', String(options.blockTime))
   args.push(...(options.args ?? []))
 
-  const child = spawn(anvilBinary(), args, { stdio: ['ignore', 'ignore', 'pipe'] })
-  running.add(child)
+  const home = mkdtempSync(join(tmpdir(), 'spendguard-anvil-'))
+  const child = spawn(anvilBinary(), args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, HOME: home } })
+  running.set(child, home)
   let stderr = ''
   child.stderr?.setEncoding('utf8')
   child.stderr?.on('data', (chunk: string) => {
@@ -127,6 +147,7 @@ async function startOnce(options: StartAnvilOptions, port: number): Promise<Anvi
   while (Date.now() < deadline) {
     if (spawnError !== undefined || child.exitCode !== null || child.signalCode !== null) {
       running.delete(child)
+      removeHome(home)
       const reason = spawnError?.message ?? `exited with ${child.exitCode ?? child.signalCode}`
       throw new Error(`anvil ${reason}${stderr ? `: ${stderr.trim()}` : ''}`)
     }

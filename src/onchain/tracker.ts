@@ -131,6 +131,8 @@ type Counters = Map<string, bigint> | undefined
 type Anchor = { number: bigint; hash: string | undefined; counters: Counters }
 
 const passesMax = 32
+/** Pages answered in a row after which a range refusal no longer caps growth. */
+const capPagesMax = 256
 const recentUnassignedMax = 20
 /** A range this narrow that the counters do not confirm is read block by block, by hash. */
 const bisectBlocksMin = 8n
@@ -192,11 +194,27 @@ export function createTracker(parameters: CreateTrackerParameters): Tracker {
     chainChecked = true
   }
 
+  // A provider with a fixed range cap: pages grow back past it after each refusal, and would
+  // be refused every other page. Growth instead stops halfway between the widest range
+  // answered since the narrowest refused and that refusal, so the cap is found in a few
+  // requests. Forgotten after `capPagesMax` pages answered in a row: a refusal may have been
+  // about one dense range, not the provider's cap.
+  let narrowestRefused: number | undefined
+  let widestAnswered = 0
+  let answeredInRow = 0
+
   /** Logs of `[from, to]`; a range the provider refuses is split in halves, never skipped. */
   async function fetchRange(from: bigint, to: bigint): Promise<SpendLog[]> {
+    const blocks = Number(to - from + 1n)
     try {
       const raw = await getRawLogs(client, { address: hook, topic: spendRecordedTopic, fromBlock: from, toBlock: to }, rpcOptions)
-      pageBlocks = grow(Number(to - from + 1n), raw.length, policy)
+      let next = grow(blocks, raw.length, policy)
+      if (narrowestRefused !== undefined) {
+        if (blocks < narrowestRefused) widestAnswered = Math.max(widestAnswered, blocks)
+        if (++answeredInRow >= capPagesMax) narrowestRefused = undefined
+        else next = Math.min(next, Math.max(policy.minBlocks, widestAnswered + Math.floor((narrowestRefused - widestAnswered) / 2)))
+      }
+      pageBlocks = next
       // Only logs of the asked range count; anything else a node returns is not ours.
       return decodeWhere(raw, (log) => log.blockNumber >= from && log.blockNumber <= to)
     } catch (error) {
@@ -206,7 +224,10 @@ export function createTracker(parameters: CreateTrackerParameters): Tracker {
       // the node could not answer in time; a node that answers nothing in time fails along one
       // line of halves (a request per halving), not over the whole range.
       if (from === to || (!isRangeError(error) && !isTimeout(error) && isRetryable(error))) throw error
-      pageBlocks = Math.min(pageBlocks, shrink(Number(to - from + 1n), policy))
+      narrowestRefused = Math.min(narrowestRefused ?? blocks, blocks)
+      if (widestAnswered >= narrowestRefused) widestAnswered = 0
+      answeredInRow = 0
+      pageBlocks = Math.min(pageBlocks, shrink(blocks, policy))
       const mid = from + (to - from) / 2n
       const left = await fetchRange(from, mid)
       const right = await fetchRange(mid + 1n, to)
