@@ -1,3 +1,5 @@
+import { existsSync, readdirSync } from 'node:fs'
+import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import {
   BaseError,
@@ -119,6 +121,25 @@ async function deployAll(anvil: AnvilInstance) {
 function transferWithRef(to: Address, amount: bigint, ref: Hex): Hex {
   return concat([encodeFunctionData({ abi: mockErc20Abi, functionName: 'transfer', args: [to, amount] }), ref])
 }
+
+describe('startAnvil', () => {
+  test('behavior: the block states anvil keeps on disk are removed once it stops', async () => {
+    const anvil = await startAnvil()
+    try {
+      await fetch(anvil.rpcUrl, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'anvil_mine', params: ['0x800'] }),
+      })
+      // Past a few hundred blocks anvil writes older states under $HOME/.foundry/anvil/tmp.
+      const states = join(anvil.home, '.foundry', 'anvil', 'tmp')
+      expect(readdirSync(states).length).toBeGreaterThan(0)
+    } finally {
+      await anvil.stop()
+    }
+    expect(existsSync(anvil.home)).toBe(false)
+  })
+})
 
 describe('SpendingHook on anvil', () => {
   let anvil: AnvilInstance | undefined

@@ -22,6 +22,8 @@ export type AnvilInstance = {
   rpcUrl: string
   port: number
   chainId: number
+  /** The home directory anvil runs with; the block states it keeps on disk go there. Removed once it has exited. */
+  home: string
   /** Stops anvil: SIGTERM, then SIGKILL if it has not exited after 2 s. Safe to call twice. */
   stop(): Promise<void>
 }
@@ -157,7 +159,7 @@ async function startOnce(options: StartAnvilOptions, port: number): Promise<Anvi
         await stopChild(child)
         throw new Error(`anvil on port ${port} answered chain id ${answered}, expected ${chainId}`)
       }
-      return { rpcUrl, port, chainId, stop: () => stopChild(child) }
+      return { rpcUrl, port, chainId, home, stop: () => stopChild(child) }
     }
     await new Promise((resolve) => setTimeout(resolve, pollIntervalMs))
   }
