@@ -145,8 +145,6 @@ const recordKeys = { ...entryKeys, amount: true } as const
 const reserveKeys = { key: true, ttlMs: true, ref: true } as const
 const expirySweepTasksMax = 256
 
-/** The id of the entry of a payment that `pay` saw settle after its hold had ended. */
-
 /**
  * Creates a guard: a task-budget engine over the store `db` names.
  *
