@@ -9,6 +9,7 @@ import {
   PaymentUnsettledError,
   RiskDeniedError,
 } from './errors.ts'
+import { sql } from 'kysely'
 import * as rules from './rules.ts'
 import { budgets, entries as entryCodec, holds as holdCodec, journal as journalCodec } from './store/codec.ts'
 import { defaultDbUrl, openStore } from './store/index.ts'
@@ -314,7 +315,9 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
       .selectFrom('entries')
       .selectAll()
       .where('hold_id', '=', holdId)
-      .where('source', '=', 'onchain')
+      // The index's own predicate, as a literal: a generic plan on PostgreSQL cannot prove
+      // from a parameter that the partial index covers the query.
+      .where('source', '=', sql.lit('onchain'))
       .where('hold_id', 'is not', null)
       .where('reverted', '=', 0)
       .orderBy('id')
