@@ -1,4 +1,6 @@
-import { existsSync, readdirSync } from 'node:fs'
+import { spawnSync } from 'node:child_process'
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import {
@@ -138,6 +140,28 @@ describe('startAnvil', () => {
       await anvil.stop()
     }
     expect(existsSync(anvil.home)).toBe(false)
+  })
+
+  test('behavior: home directories left by anvils killed with their process are removed at the next start', async () => {
+    // A pid that ran and is gone, and one that runs (this process).
+    const gone = spawnSync(process.execPath, ['-e', '']).pid as number
+    const home = (pid: number) => {
+      const dir = mkdtempSync(join(tmpdir(), 'spendguard-anvil-'))
+      mkdirSync(join(dir, '.foundry', 'anvil', 'tmp'), { recursive: true })
+      writeFileSync(join(dir, 'anvil.pid'), String(pid))
+      return dir
+    }
+    const stale = home(gone)
+    const live = home(process.pid)
+    try {
+      const anvil = await startAnvil()
+      await anvil.stop()
+      expect(existsSync(stale)).toBe(false)
+      expect(existsSync(live)).toBe(true)
+    } finally {
+      rmSync(live, { recursive: true, force: true })
+      rmSync(stale, { recursive: true, force: true })
+    }
   })
 })
 

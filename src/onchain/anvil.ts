@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process'
-import { existsSync, mkdtempSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
@@ -52,6 +52,43 @@ process.on('exit', () => {
  */
 function removeHome(home: string): void {
   rmSync(home, { recursive: true, force: true })
+}
+
+const homePrefix = 'spendguard-anvil-'
+
+/**
+ * Removes the home directories of anvils that are gone without their process removing them (a
+ * process killed with SIGKILL). Each home names its anvil's pid; a home whose pid no longer
+ * runs is stale. A reused pid keeps a stale home: kept, never one in use removed.
+ */
+function removeStaleHomes(): void {
+  let names: string[]
+  try {
+    names = readdirSync(tmpdir()).filter((name) => name.startsWith(homePrefix))
+  } catch {
+    return
+  }
+  for (const name of names) {
+    const home = join(tmpdir(), name)
+    let pid: number
+    try {
+      pid = Number(readFileSync(join(home, 'anvil.pid'), 'utf8'))
+    } catch {
+      continue
+    }
+    if (!Number.isSafeInteger(pid) || pid <= 0 || isRunning(pid)) continue
+    removeHome(home)
+  }
+}
+
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (error) {
+    // EPERM: it runs, as another user.
+    return (error as NodeJS.ErrnoException).code === 'EPERM'
+  }
 }
 
 /**
@@ -131,9 +168,10 @@ async function startOnce(options: StartAnvilOptions, port: number): Promise<Anvi
   if (options.blockTime !== undefined) args.push('--block-time', String(options.blockTime))
   args.push(...(options.args ?? []))
 
-  const home = mkdtempSync(join(tmpdir(), 'spendguard-anvil-'))
+  const home = mkdtempSync(join(tmpdir(), homePrefix))
   const child = spawn(anvilBinary(), args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, HOME: home } })
   running.set(child, home)
+  if (child.pid !== undefined) writeFileSync(join(home, 'anvil.pid'), String(child.pid))
   let stderr = ''
   child.stderr?.setEncoding('utf8')
   child.stderr?.on('data', (chunk: string) => {
@@ -169,7 +207,8 @@ async function startOnce(options: StartAnvilOptions, port: number): Promise<Anvi
 
 /**
  * Starts anvil on 127.0.0.1 on a free port and waits until it answers `eth_chainId`.
- * Any anvil still running when the process exits is killed.
+ * Any anvil still running when the process exits is killed. Home directories that anvils
+ * killed with their process left behind are removed first.
  *
  * @example
  * import { afterAll, beforeAll } from 'vitest'
@@ -180,6 +219,7 @@ async function startOnce(options: StartAnvilOptions, port: number): Promise<Anvi
  * afterAll(async () => { await anvil.stop() })
  */
 export async function startAnvil(options: StartAnvilOptions = {}): Promise<AnvilInstance> {
+  removeStaleHomes()
   let lastError: unknown
   // Another process may take the port between our probe and anvil's bind: try a few ports.
   for (let attempt = 0; attempt < portAttemptsMax; attempt++) {
