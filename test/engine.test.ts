@@ -1043,6 +1043,29 @@ describe.each(storeTargets)('engine on $name', (target) => {
           "update entries set hold_id = 'hold_never' where id = 'inv-b'",
         ])
         expect(result.problems).toEqual(['entry inv-a (t1): no capture of it in the journal', 'entry inv-b (t1): names hold hold_never, which the journal never reserved'])
+        // An on-chain payment of a hold that had ended, passed off as paying a hold still open,
+        // and a second log made to pay that same hold.
+        const open = await guard.reserve('t1', 1n)
+        const ended = await guard.release((await guard.reserve('t1', 1n)).id)
+        const log = (n: number, ref: string, amount: bigint) => {
+          const chain = { chainId: 31337, blockNumber: BigInt(n), blockHash: `0x${n.toString(16).padStart(64, '0')}`, txHash: `0x${'bb'.repeat(32)}`, logIndex: 0, confirmed: false } as const
+          return guard.internal.submit((ctx) => rules.applyChainSpend(ctx, { taskId: 't1', hook: `0x${'cc'.repeat(20)}`, amount, ref, to: `0x${'dd'.repeat(20)}`, chain }), 't1')
+        }
+        const paysEnded = (await log(1, ended.ref, 2n)) as { id: string; holdId: string | null }
+        const plain = (await log(2, `0x${'00'.repeat(32)}`, 3n)) as { id: string }
+        expect(paysEnded.holdId).toBe(ended.id)
+        result = await tampered(["update entries set hold_id = null where id in ('inv-a', 'inv-b')"])
+        expect(result).toEqual({ ok: true, problems: [] })
+        result = await tampered([
+          `update entries set hold_id = '${open.id}' where id = '${paysEnded.id}'`,
+          `update entries set hold_id = '${open.id}' where id = '${plain.id}'`,
+        ])
+        const [firstId, secondId] = [paysEnded.id, plain.id].sort()
+        expect(result.problems).toEqual([
+          `entry ${firstId} (t1): pays hold ${open.id}, which the journal leaves open`,
+          `entry ${secondId} (t1): pays hold ${open.id}, which the journal leaves open`,
+          `entry ${secondId} (t1): pays hold ${open.id}, as entry ${firstId} does`,
+        ])
       } finally {
         await guard.destroy()
       }

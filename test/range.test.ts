@@ -37,13 +37,15 @@ describe('getLogs paging', () => {
     for (const message of [
       'Max request count exceeded: eth_getLogs block range must be at most 1000',
       'Requested range exceeds the separate limit of 5000 blocks',
-      'eth_getLogs range exceeds the max allowed 10000 blocks per request; requests per second are unaffected',
     ]) {
       expect(isRateLimit(rpc(-32005, message)), message).toBe(false)
       expect(isRangeError(rpc(-32005, message)), message).toBe(true)
     }
     expect(isRateLimit(rpc(-32005, 'rate limit exceeded'))).toBe(true)
     expect(isRateLimit(rpc(-32000, 'Too Many Requests'))).toBe(true)
+    // Rate limits that mention logs or blocks stay rate limits.
+    expect(isRateLimit(rpc(-32005, 'Too many requests: exceeded 50 logs queries per minute'))).toBe(true)
+    expect(isRateLimit(rpc(-32005, 'request rate exceeded, see https://example.com/limits#blocks'))).toBe(true)
   })
 
   test('behavior: withRetry retries a rate limit on any method, and leaves a getLogs range refusal to its caller', async () => {

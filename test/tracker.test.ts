@@ -159,65 +159,84 @@ describe.each(storeTargets)('tracker on $name', (target) => {
     expect(await guard.verify()).toEqual({ ok: true, problems: [] })
   })
 
-  test('behavior: a payment settled off the chain and paid on chain with its hold\'s ref counts once, never below what the chain moved', async () => {
+  test('behavior: a payment pay declared paid on chain counts once, never below what the chain moved; a settled hold\'s ref on any other log counts whole', async () => {
     const { stack, guard, follow } = await setup({ total: 10_000n })
     const tracker = follow()
     await tracker.bind({ account: stack.account, taskId: 'agent', token: stack.token })
-    // Captured by hand, then the same payment seen on chain.
-    const captured = await guard.reserve('agent', 1_000n)
-    const byHand = await guard.capture(captured.id, 300n)
-    await stack.pay({ to: peer(1), amount: 300n, ref: captured.ref })
-    // pay() whose function says it settled less than it moved on chain.
-    const viaPay = await guard.pay('agent', 500n, async ({ hold }) => {
-      await stack.pay({ to: peer(2), amount: 400n, ref: hold.ref })
-      return { settled: 100n }
-    })
-    // One transaction pays a settled hold twice with its ref: the second transfer is another payment.
-    const twice = await guard.reserve('agent', 100n)
-    await guard.capture(twice.id, 10n)
-    await stack.payBatch([
-      { to: peer(3), amount: 10n, ref: twice.ref },
-      { to: peer(4), amount: 20n, ref: twice.ref },
-    ])
+    const unreserved: UnreservedSpendEvent[] = []
+    guard.on('unreserved_spend', (e) => void unreserved.push(e))
+    // pay() declared paid on chain, whose function says it settled less than it moved.
+    const viaPay = await guard.pay(
+      'agent',
+      500n,
+      async ({ hold }) => {
+        await stack.pay({ to: peer(2), amount: 400n, ref: hold.ref })
+        return { settled: 100n }
+      },
+      { onchain: true },
+    )
+    // Another declared payment, and one transaction paying twice with its ref: the second transfer is another payment.
+    const twice = await guard.pay(
+      'agent',
+      100n,
+      async ({ hold }) => {
+        await stack.payBatch([
+          { to: peer(3), amount: 10n, ref: hold.ref },
+          { to: peer(4), amount: 20n, ref: hold.ref },
+        ])
+        return { settled: 10n }
+      },
+      { onchain: true },
+    )
+    // A hold captured by hand may have paid off the chain: a log carrying its ref is a payment of its own.
+    const byHand = await guard.reserve('agent', 1_000n)
+    await guard.capture(byHand.id, 300n)
+    await stack.pay({ to: peer(1), amount: 300n, ref: byHand.ref })
     await tracker.syncOnce()
-    expect((await guard.get('agent')).spent).toBe(300n + 400n + 10n + 20n)
+    expect((await guard.get('agent')).spent).toBe(400n + 10n + 20n + 300n + 300n)
 
-    // A ref used again later is another payment too.
-    await stack.pay({ to: peer(5), amount: 50n, ref: captured.ref })
+    // A declared payment's ref used again later is another payment too.
+    await stack.pay({ to: peer(5), amount: 50n, ref: (await guard.hold(viaPay.holdId as string)).ref as Hex })
     await tracker.syncOnce()
-    expect((await guard.get('agent')).spent).toBe(300n + 400n + 10n + 20n + 50n)
+    expect((await guard.get('agent')).spent).toBe(1_030n + 50n)
+    await guard.flushAlerts()
+    expect(unreserved.reduce((sum, e) => sum + e.amount, 0n)).toBe(300n + 20n + 300n + 50n)
 
     // Entries of one batch share their time: compared in an order of their own.
     const chain = (await guard.entries('agent')).filter((e) => e.source === 'onchain')
     const byHoldAndAmount = (rows: [string | undefined, bigint][]) => rows.map(([h, a]) => `${h ?? '-'} ${a}`).sort()
     expect(byHoldAndAmount(chain.map((e) => [e.holdId, e.amount]))).toEqual(
       byHoldAndAmount([
-        [captured.id, 0n],
         [viaPay.holdId, 300n],
-        [twice.id, 0n],
+        [twice.holdId, 0n],
         [undefined, 20n],
+        [undefined, 300n],
         [undefined, 50n],
       ]),
     )
-    const holds = new Map((await guard.holds('agent')).map((h) => [h.id, h]))
-    expect(holds.get(captured.id)).toMatchObject({ status: 'captured', capturedAmount: 300n, entryId: byHand.id })
-    expect(holds.get(viaPay.holdId as string)).toMatchObject({ status: 'captured', capturedAmount: 100n, entryId: viaPay.id })
+    expect(await guard.hold(viaPay.holdId as string)).toMatchObject({ status: 'captured', capturedAmount: 100n, entryId: viaPay.id })
     expect(await guard.verify()).toEqual({ ok: true, problems: [] })
 
     // A reorg drops the transfer beyond pay's settlement: the settlement stays, its hold captured.
-    const later = await guard.reserve('agent', 1_000n)
-    await guard.capture(later.id, 100n)
-    await stack.pay({ to: peer(6), amount: 900n, ref: later.ref })
+    const later = await guard.pay(
+      'agent',
+      1_000n,
+      async ({ hold }) => {
+        await stack.pay({ to: peer(6), amount: 900n, ref: hold.ref })
+        return { settled: 100n }
+      },
+      { onchain: true },
+    )
     await tracker.syncOnce()
-    expect((await guard.get('agent')).spent).toBe(780n + 900n)
+    expect((await guard.get('agent')).spent).toBe(1_080n + 900n)
     await rpc(anvil.rpcUrl, 'anvil_reorg', [1, []])
     expect(await tracker.syncOnce()).toMatchObject({ reorgs: 1, reverted: 1 })
-    expect((await guard.get('agent')).spent).toBe(780n + 100n)
-    expect(await guard.hold(later.id)).toMatchObject({ status: 'captured', capturedAmount: 100n })
+    expect((await guard.get('agent')).spent).toBe(1_080n + 100n)
+    expect(await guard.hold(later.holdId as string)).toMatchObject({ status: 'captured', capturedAmount: 100n })
     expect(await guard.verify()).toEqual({ ok: true, problems: [] })
   })
 
-  test('behavior: pay whose hold ends while it pays on chain counts the payment once, whether the tracker or pay records it first', async () => {
+  test('behavior: pay declared paid on chain whose hold ends while it pays counts the payment once, whether the tracker or pay records it first', async () => {
     const { stack, guard, follow } = await setup({ total: 10_000n })
     const tracker = follow()
     await tracker.bind({ account: stack.account, taskId: 'agent', token: stack.token })
@@ -231,22 +250,41 @@ describe.each(storeTargets)('tracker on $name', (target) => {
         await tracker.syncOnce()
         return { settled: 250n }
       },
-      { key: 'tracker-first' },
+      { key: 'tracker-first', onchain: true },
     )
     expect(first).toMatchObject({ source: 'onchain', amount: 250n })
     expect((await guard.get('agent')).spent).toBe(250n)
     // A retry with the key answers with the same entry, and pays nothing.
-    expect(await guard.pay('agent', 300n, () => Promise.reject(new Error('paid again')), { key: 'tracker-first' })).toEqual(first)
+    expect(await guard.pay('agent', 300n, () => Promise.reject(new Error('paid again')), { key: 'tracker-first', onchain: true })).toEqual(first)
 
     // pay first: the hold is released, pay records the spend, then the tracker sees the log.
-    const second = await guard.pay('agent', 300n, async ({ hold }) => {
-      await stack.pay({ to: peer(2), amount: 120n, ref: hold.ref })
-      await guard.release(hold.id)
-      return { settled: 120n }
-    })
-    expect(second).toMatchObject({ id: `entry_paid_${second.id.slice('entry_paid_'.length)}`, source: 'offchain', amount: 120n })
+    const second = await guard.pay(
+      'agent',
+      300n,
+      async ({ hold }) => {
+        await stack.pay({ to: peer(2), amount: 120n, ref: hold.ref })
+        await guard.release(hold.id)
+        return { settled: 120n }
+      },
+      { onchain: true },
+    )
+    expect(second).toMatchObject({ source: 'offchain', amount: 120n })
     await tracker.syncOnce()
     expect((await guard.get('agent')).spent).toBe(370n)
+
+    // The tracker first, and fn says it settled more than the log moved: the larger counts.
+    await guard.pay(
+      'agent',
+      500n,
+      async ({ hold }) => {
+        await stack.pay({ to: peer(3), amount: 100n, ref: hold.ref })
+        await guard.release(hold.id)
+        await tracker.syncOnce()
+        return { settled: 400n }
+      },
+      { onchain: true },
+    )
+    expect((await guard.get('agent')).spent).toBe(370n + 400n)
     expect(await guard.verify()).toEqual({ ok: true, problems: [] })
   })
 

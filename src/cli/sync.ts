@@ -60,7 +60,7 @@ export async function runSync(guard: Guard, o: RunSyncOptions): Promise<void> {
   const tty = process.stderr.isTTY === true
   /** When the progress line was last drawn; 0 when none is on screen since the last summary. */
   let lastDraw = 0
-  /** The last error line printed since the last pass that went through. */
+  /** The kind (code) of the last error printed since the last pass that went through. */
   let lastErrorLine = ''
   let finish: () => void = () => {}
   const finished = new Promise<void>((resolve) => {
@@ -100,10 +100,11 @@ export async function runSync(guard: Guard, o: RunSyncOptions): Promise<void> {
       lastDraw = 0
       // The tracker has stopped itself: the wait below ends and the error is thrown, as one line.
       if (stopsTracker(error)) return finish()
-      // The same error pass after pass (a node far behind, an RPC down) is printed once.
-      const line = `sync: ${(error as Error).message.split('\n')[0]}`
-      if (line !== lastErrorLine) process.stderr.write(`${line}\n`)
-      lastErrorLine = line
+      // The same kind of error pass after pass (a node far behind, whose head moves; an RPC
+      // down) is printed once, until a pass goes through.
+      const kind = (error as { code?: string }).code ?? (error as Error).name
+      if (kind !== lastErrorLine) process.stderr.write(`sync: ${(error as Error).message.split('\n')[0]}\n`)
+      lastErrorLine = kind
     },
   })
 

@@ -100,7 +100,16 @@ export type Guard = {
   setProgress(taskId: string, progress: number): Promise<TaskBudget>
   burnRate(taskId: string): Promise<bigint>
   forecast(taskId: string): Promise<{ projected: bigint | null; exceedsTotal: boolean }>
-  pay(taskId: string, maxAmount: bigint, fn: (context: PayContext) => Promise<PayResult>, options?: { key?: string }): Promise<SpendEntry>
+  /**
+   * `onchain`: `fn` pays on chain through the SpendingHook, carrying `hold.ref`; the log the
+   * tracker applies and what `fn` settled are then one payment, counted once (the larger).
+   */
+  pay(
+    taskId: string,
+    maxAmount: bigint,
+    fn: (context: PayContext) => Promise<PayResult>,
+    options?: { key?: string; onchain?: boolean },
+  ): Promise<SpendEntry>
   on<E extends GuardEventName>(event: E, handler: Handler<E>): () => void
   /** Expires every hold whose time has come now; resolves with how many expired. */
   expireHolds(): Promise<number>
@@ -324,7 +333,7 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
       .executeTakeFirst()
   }
 
-  async function payOnce(taskId: string, maxAmount: bigint, fn: (context: PayContext) => Promise<PayResult>, key: string | null) {
+  async function payOnce(taskId: string, maxAmount: bigint, fn: (context: PayContext) => Promise<PayResult>, key: string | null, onchain: boolean) {
     const { hold: row, created } = await reserveOnce({ taskId, amount: maxAmount, key, ttlMs: null, ref: null })
     const hold = toHold(row)
     if (hold.status === 'captured' && hold.entryId) {
@@ -336,8 +345,12 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
       // A retry of a payment that settled after its hold had ended: answer with its entry, or
       // with the chain's, when a log carrying the hold's `ref` was that payment.
       const prior =
-        (await store.db.selectFrom('entries').selectAll().where('id', '=', rules.paidAfterHoldEnded(hold.id)).executeTakeFirst()) ??
-        (await chainEntryOfHold(hold.id))
+        (onchain ? await chainEntryOfHold(hold.id) : undefined) ??
+        (await store.db
+          .selectFrom('entries')
+          .selectAll()
+          .where('id', '=', onchain ? rules.paidOnChain(hold.id) : rules.paidAfterHoldEnded(hold.id))
+          .executeTakeFirst())
       if (prior) return toEntry(entryCodec.decode(prior))
     }
     if (hold.status !== 'open') throw new HoldNotOpenError({ holdId: hold.id, status: hold.status })
@@ -391,18 +404,21 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
     } catch (error) {
       throw await unsettled(`the payment function settled ${settled} with entry details that cannot be stored`, error)
     }
-    const input: rules.CaptureInput = { holdId: hold.id, amount: settled, entryId: null, ...details, fact: true }
+    // Declared paid on chain: the capture's id tells the tracker that the log carrying the
+    // hold's ref is this very payment, not one of its own.
+    const input: rules.CaptureInput = { holdId: hold.id, amount: settled, entryId: onchain ? rules.paidOnChain(hold.id) : null, ...details, fact: true }
     try {
       const { entry } = await submit((ctx) => rules.capture(ctx, input), taskId)
       return toEntry(entry)
     } catch (error) {
       if (error instanceof HoldNotOpenError && (error.status === 'released' || error.status === 'expired')) {
         // The hold ended while the payment ran (close, release, expiry); the spend is recorded
-        // once all the same, keyed by the hold, as a fact (past a hard limit it shows as overspent),
-        // unless the tracker applied it first from a log carrying the hold's `ref`.
+        // once all the same, keyed by the hold, as a fact (past a hard limit it shows as overspent).
+        // Paid on chain, and the tracker applied the log first: only what `fn` settled beyond it.
         try {
-          const fact: rules.RecordInput = { taskId, id: rules.paidAfterHoldEnded(hold.id), amount: settled, ...details, fact: true }
-          return toEntry(await submit((ctx) => rules.settleEndedHold(ctx, hold.id, fact), taskId))
+          const id = onchain ? rules.paidOnChain(hold.id) : rules.paidAfterHoldEnded(hold.id)
+          const fact: rules.RecordInput = { taskId, id, amount: settled, ...details, fact: true }
+          return toEntry(await submit((ctx) => (onchain ? rules.settleEndedHold(ctx, hold.id, fact) : rules.record(ctx, fact)), taskId))
         } catch (recordError) {
           throw await unsettled(`the payment settled ${settled} after its hold ended, and recording it failed`, recordError)
         }
@@ -618,9 +634,12 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
       v.assertId('taskId', taskId)
       assertAmount(maxAmount)
       if (typeof fn !== 'function') throw new InvalidArgumentError({ argument: 'fn', value: fn, reason: 'a function' })
-      const o = v.options<{ key: string }>('pay options', options, { key: true })
+      const o = v.options<{ key: string; onchain: boolean }>('pay options', options, { key: true, onchain: true })
       const key = v.optionalId('key', o.key)
-      if (key === null) return payOnce(taskId, maxAmount, fn, null)
+      if (o.onchain !== undefined && typeof o.onchain !== 'boolean')
+        throw new InvalidArgumentError({ argument: 'onchain', value: o.onchain, reason: 'a boolean' })
+      const onchain = o.onchain === true
+      if (key === null) return payOnce(taskId, maxAmount, fn, null, onchain)
       const slot = `${taskId}\u0000${key}`
       for (let running = paying.get(slot); running; running = paying.get(slot)) {
         // The same payment: its entry, or its error. Other parameters: after it, the key's
@@ -628,7 +647,7 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
         if (running.maxAmount === maxAmount) return running.run
         await running.run.catch(() => {})
       }
-      const run = payOnce(taskId, maxAmount, fn, key)
+      const run = payOnce(taskId, maxAmount, fn, key, onchain)
       paying.set(slot, { run, maxAmount })
       try {
         return await run

@@ -663,6 +663,13 @@ const zeroRef = `0x${'0'.repeat(64)}`
 /** The entry of a payment `pay` settled after its hold had ended (close, release, expiry). */
 export const paidAfterHoldEnded = (holdId: string) => `entry_paid_${holdId}`
 
+/**
+ * The entry of a payment `pay` was told is made on chain, carrying the hold's `ref`: its
+ * capture, or its record when the hold had ended. Ids starting with `entry_` are the engine's
+ * alone, so no caller can declare a settlement paid on chain.
+ */
+export const paidOnChain = (holdId: string) => `entry_onchain_${holdId}`
+
 /** Applies one on-chain spend; see {@link applyChainSpends}. Undefined: it was applied before. */
 export async function applyChainSpend(ctx: RuleContext, input: ChainSpendInput): Promise<EntryRow | undefined> {
   return (await applyChainSpends(ctx, input.taskId, [input]))[0]
@@ -780,32 +787,46 @@ export async function applyChainSpends(ctx: RuleContext, taskId: string, inputs:
 }
 
 /**
- * `pay`'s spend whose hold ended while its payment ran: a log carrying the hold's `ref` that
- * the tracker applied first is that payment (its entry answers); otherwise it is recorded as
- * a fact. The budget is read (on PostgreSQL, locked) first, as the tracker does before it
+ * The spend of a `pay` declared paid on chain whose hold ended while its payment ran: a log
+ * carrying the hold's `ref` that the tracker applied first is that payment (its entry
+ * answers, and only what `fn` settled beyond it is recorded); otherwise it is recorded as a
+ * fact. The budget is read (on PostgreSQL, locked) first, as the tracker does before it
  * looks for the same match: one of the two finds the other's write.
  */
 export async function settleEndedHold(ctx: RuleContext, holdId: string, input: RecordInput): Promise<EntryRow> {
   await loadBudget(ctx, input.taskId)
-  return (await ctx.tx.chainEntryOfHold(holdId)) ?? record(ctx, input)
+  const chain = await ctx.tx.chainEntryOfHold(holdId)
+  if (!chain) return record(ctx, input)
+  // `fn` settled more than the log moved: the rest is recorded too; the payment counts the larger.
+  if (input.amount > chain.amount) await record(ctx, { ...input, amount: input.amount - chain.amount })
+  return chain
 }
 
 /** On-chain entries are identified by their position, never by call parameters. */
 const chainSig = '{"source":"onchain"}'
 
 /**
- * A log whose `ref` names a hold of its task that is no longer open is that hold's payment,
- * unless another log already was (a ref used again is another payment). The hold ended
- * unsettled: the log counts whole, as a spend without a hold. It was settled off the chain
- * first (`capture`, or `pay` after the hold ended): the same payment, counted once, never
- * below what the chain moved; the log counts what it moved beyond the settled amount.
+ * Whether a log whose `ref` names a hold of its task that is no longer open is that hold's
+ * payment: only the first such log, and only for a hold that ended unsettled (the log counts
+ * whole, linked to the hold) or that `pay` settled as paid on chain (the same payment: the
+ * log counts what it moved beyond the settled amount). A hold settled any other way (`capture`,
+ * x402, a `pay` not declared on chain) may have paid off the chain: a log naming it is a
+ * payment of its own and counts whole, or an agent could hide a spend behind a settled ref.
  */
 async function paymentOfHold(ctx: RuleContext, hold: HoldRow, paid: Set<string>): Promise<{ holdId: string; settled: bigint } | undefined> {
   if (paid.has(hold.id) || (await ctx.tx.chainEntryOfHold(hold.id))) return undefined
+  const declared = paidOnChain(hold.id)
+  let settled = 0n
+  if (hold.status === 'captured') {
+    if (hold.entryId !== declared) return undefined
+    settled = hold.capturedAmount ?? 0n
+  } else {
+    // One statement at a time: a PostgreSQL connection runs one query at once.
+    if ((await ctx.tx.entry(paidAfterHoldEnded(hold.id))) || (await ctx.tx.entry(`x402_${hold.id}`))) return undefined
+    settled = (await ctx.tx.entry(declared))?.amount ?? 0n
+  }
   paid.add(hold.id)
-  if (hold.status === 'captured') return { holdId: hold.id, settled: hold.capturedAmount ?? 0n }
-  const fact = await ctx.tx.entry(paidAfterHoldEnded(hold.id))
-  return { holdId: hold.id, settled: fact && !fact.reverted ? fact.amount : 0n }
+  return { holdId: hold.id, settled }
 }
 
 /**

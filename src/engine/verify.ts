@@ -200,6 +200,8 @@ async function groupHolds(db: Kysely<Database>, replay: Map<string, Replayed>, r
  */
 async function groupEntries(db: Kysely<Database>, replay: Map<string, Replayed>, report: (line: string) => void) {
   const out = new Map<string, { count: number; sum: bigint }>()
+  /** Live on-chain entries that paid for a hold they did not capture, by hold. */
+  const paying = new Map<string, string>()
   await paged(db, 'entries', (raw) => {
     const e = entryCodec.decode(raw)
     if (e.reverted) return
@@ -209,7 +211,13 @@ async function groupEntries(db: Kysely<Database>, replay: Map<string, Replayed>,
     // ended or been settled off the chain): a `reconcile` row journaled its amount, in a sum.
     const capture = e.holdId !== null && (e.source === 'offchain' || hold?.entryId === e.id)
     if (e.holdId !== null && !hold) report(`entry ${e.id} (${e.taskId}): names hold ${e.holdId}, which the journal never reserved`)
-    else if (capture || e.source === 'offchain') {
+    else if (e.holdId !== null && !capture) {
+      // An on-chain payment of a hold that had ended or was settled: never of an open hold, and
+      // one log at most is a hold's payment.
+      if (hold?.state === 'open') report(`entry ${e.id} (${e.taskId}): pays hold ${e.holdId}, which the journal leaves open`)
+      if (paying.has(e.holdId)) report(`entry ${e.id} (${e.taskId}): pays hold ${e.holdId}, as entry ${paying.get(e.holdId)} does`)
+      paying.set(e.holdId, e.id)
+    } else if (capture || e.source === 'offchain') {
       const journaled = capture ? (hold?.entryId === e.id ? hold.captured : undefined) : r?.records.get(e.id)
       if (journaled === undefined || journaled === null) report(`entry ${e.id} (${e.taskId}): no ${capture ? 'capture' : 'record'} of it in the journal`)
       else if (journaled !== e.amount) report(`entry ${e.id} (${e.taskId}): amount ${e.amount}, the journal says ${journaled}`)

@@ -54,13 +54,14 @@ export function isRateLimit(error: unknown): boolean {
     const x = e as { status?: number; code?: number }
     if (x?.status === 429 || x?.code === 429) return true
     const message = text(e)
-    // A message about the size of a range or of its answer is a range refusal, whatever else
-    // it says ("Max request count exceeded: eth_getLogs block range must be at most 1000").
-    return rateWords.test(message) && !sizeWords.test(message)
+    if (rateWords.test(message)) return true
+    // "Request count" alone is ambiguous: about the size of a range or of its answer, it is a
+    // range refusal ("Max request count exceeded: eth_getLogs block range must be at most 1000").
+    return /\brequest count\b/i.test(message) && !sizeWords.test(message)
   })
 }
 
-const rateWords = /\brate[ -]?limit|\brate exceeded|\brequest rate\b|\btoo many requests\b|\brequests? per second\b|\brequest count\b/i
+const rateWords = /\brate[ -]?limit|\brate exceeded|\brequest rate\b|\btoo many requests\b|\brequests? per (second|minute)\b/i
 const sizeWords = /\brange\b|\bresults?\b|\bresponse size\b|\blogs\b|\bblocks\b/i
 
 /** The request timed out (the node took too long, or the connection went quiet). */
