@@ -836,19 +836,34 @@ describe.each(storeTargets)('engine on $name', (target) => {
       expect(await guard.verify()).toEqual({ ok: true, problems: [] })
     })
 
-    test('behavior: a payment the chain captured first (the tracker matched its ref) answers with the chain entry', async () => {
+    test('behavior: a payment the chain captured first (the tracker matched its ref) answers with the chain entry, and what fn settled is not dropped', async () => {
       const guard = await guards.guard()
-      await guard.allocate('t1', { total: 100n, ...USDC })
-      const chain = { chainId: 31337, blockNumber: 9n, blockHash: `0x${'aa'.repeat(32)}`, txHash: `0x${'bb'.repeat(32)}`, logIndex: 3, confirmed: false } as const
-      const entry = await guard.pay('t1', 40n, async ({ hold }) => {
-        // The agent pays on chain with the hold's ref; the tracker applies the log before `fn` returns.
-        await guard.internal.submit((ctx) =>
-          rules.applyChainSpend(ctx, { taskId: 't1', hook: `0x${'cc'.repeat(20)}`, amount: 35n, ref: hold.ref, to: `0x${'dd'.repeat(20)}`, chain }),
+      await guard.allocate('t1', { total: 1_000n, ...USDC })
+      let n = 0
+      // The agent pays on chain with the hold's ref; the tracker applies the log before `fn` returns.
+      const payOnChain = (amount: bigint, settled: bigint, onchain: boolean) =>
+        guard.pay(
+          't1',
+          40n,
+          async ({ hold }) => {
+            const chain = { chainId: 31337, blockNumber: BigInt(++n), blockHash: `0x${n.toString(16).padStart(64, '0')}`, txHash: `0x${'bb'.repeat(32)}`, logIndex: 3, confirmed: false } as const
+            await guard.internal.submit((ctx) =>
+              rules.applyChainSpend(ctx, { taskId: 't1', hook: `0x${'cc'.repeat(20)}`, amount, ref: hold.ref, to: `0x${'dd'.repeat(20)}`, chain }),
+            )
+            return { settled }
+          },
+          { onchain },
         )
-        return { settled: 35n }
-      })
-      expect(entry).toMatchObject({ amount: 35n, source: 'onchain', chain: { txHash: chain.txHash, logIndex: 3 } })
+      // Declared paid on chain: one payment, counted once as the larger.
+      const entry = await payOnChain(35n, 35n, true)
+      expect(entry).toMatchObject({ amount: 35n, source: 'onchain', chain: { logIndex: 3 } })
       expect(await guard.get('t1')).toMatchObject({ spent: 35n, reserved: 0n, entryCount: 1 })
+      await payOnChain(10n, 50n, true)
+      expect(await guard.get('t1')).toMatchObject({ spent: 35n + 50n, entryCount: 3 })
+      // Not declared: the log may be another payment (a 1-unit transfer carrying the ref while
+      // `fn` paid off the chain); what `fn` settled is recorded whole.
+      await payOnChain(1n, 40n, false)
+      expect(await guard.get('t1')).toMatchObject({ spent: 85n + 1n + 40n, reserved: 0n, entryCount: 5 })
       expect(await guard.verify()).toEqual({ ok: true, problems: [] })
     })
 

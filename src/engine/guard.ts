@@ -425,10 +425,26 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
       }
       if (error instanceof HoldNotOpenError && error.status === 'captured') {
         // Captured meanwhile by the chain: the tracker matched the payment's `ref` and recorded
-        // what the chain moved; that entry is this payment's.
+        // what the chain moved; that entry answers. What `fn` settled is not dropped: declared
+        // paid on chain, what it settled beyond the log is recorded (the payment counts the
+        // larger); not declared, the log may be another payment, and what it settled is
+        // recorded whole, as a log naming a settled hold counts whole.
         const captured = await guard.hold(hold.id)
-        const prior = captured.entryId && (await store.db.selectFrom('entries').selectAll().where('id', '=', captured.entryId).executeTakeFirst())
-        if (prior) return toEntry(entryCodec.decode(prior))
+        const raw = captured.entryId && (await store.db.selectFrom('entries').selectAll().where('id', '=', captured.entryId).executeTakeFirst())
+        if (raw) {
+          const prior = entryCodec.decode(raw)
+          const rest = prior.source !== 'onchain' ? 0n : onchain ? settled - prior.amount : settled
+          if (rest > 0n) {
+            const id = onchain ? rules.paidOnChain(hold.id) : rules.paidAfterHoldEnded(hold.id)
+            const fact: rules.RecordInput = { taskId, id, amount: rest, ...details, fact: true }
+            try {
+              await submit((ctx) => rules.record(ctx, fact), taskId)
+            } catch (recordError) {
+              throw await unsettled(`the payment settled ${settled}, the chain's capture counted ${prior.amount}, and recording the rest failed`, recordError)
+            }
+          }
+          return toEntry(prior)
+        }
       }
       throw await unsettled(`the payment settled ${settled}, and capturing it failed`, error)
     }

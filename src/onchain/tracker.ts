@@ -601,7 +601,7 @@ export function createTracker(parameters: CreateTrackerParameters): Tracker {
     }
     if (!ancestor) {
       const oldest = kept.length ? (kept[kept.length - 1] as ChainBlockRow).number : cursor.number
-      if (!compared && lastHead !== null) throw await belowWindow(lastHead, oldest)
+      if (!compared && lastHead !== null && lastHead < oldest) throw await belowWindow(lastHead, oldest)
       throw new ReorgTooDeepError({ chainId, oldestKnown: oldest, reorgDepthMax })
     }
     const rolled = await guard.internal.submit((ctx) =>
