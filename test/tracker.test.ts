@@ -165,28 +165,28 @@ describe.each(storeTargets)('tracker on $name', (target) => {
     await tracker.bind({ account: stack.account, taskId: 'agent', token: stack.token })
     const unreserved: UnreservedSpendEvent[] = []
     guard.on('unreserved_spend', (e) => void unreserved.push(e))
+    /** pay() declared paid on chain: `fn` sends `transfers` (one transaction) carrying the hold's ref and says it settled `settled`. */
+    const payOnChain = (maxAmount: bigint, transfers: Payment[], settled: bigint) =>
+      guard.pay(
+        'agent',
+        maxAmount,
+        async ({ hold }) => {
+          const carrying = transfers.map((t) => ({ ...t, ref: hold.ref }))
+          await (carrying.length === 1 ? stack.pay(carrying[0] as Payment) : stack.payBatch(carrying))
+          return { settled }
+        },
+        { onchain: true },
+      )
     // pay() declared paid on chain, whose function says it settled less than it moved.
-    const viaPay = await guard.pay(
-      'agent',
-      500n,
-      async ({ hold }) => {
-        await stack.pay({ to: peer(2), amount: 400n, ref: hold.ref })
-        return { settled: 100n }
-      },
-      { onchain: true },
-    )
+    const viaPay = await payOnChain(500n, [{ to: peer(2), amount: 400n }], 100n)
     // Another declared payment, and one transaction paying twice with its ref: the second transfer is another payment.
-    const twice = await guard.pay(
-      'agent',
+    const twice = await payOnChain(
       100n,
-      async ({ hold }) => {
-        await stack.payBatch([
-          { to: peer(3), amount: 10n, ref: hold.ref },
-          { to: peer(4), amount: 20n, ref: hold.ref },
-        ])
-        return { settled: 10n }
-      },
-      { onchain: true },
+      [
+        { to: peer(3), amount: 10n },
+        { to: peer(4), amount: 20n },
+      ],
+      10n,
     )
     // A hold captured by hand may have paid off the chain: a log carrying its ref is a payment of its own.
     const byHand = await guard.reserve('agent', 1_000n)
@@ -218,15 +218,7 @@ describe.each(storeTargets)('tracker on $name', (target) => {
     expect(await guard.verify()).toEqual({ ok: true, problems: [] })
 
     // A reorg drops the transfer beyond pay's settlement: the settlement stays, its hold captured.
-    const later = await guard.pay(
-      'agent',
-      1_000n,
-      async ({ hold }) => {
-        await stack.pay({ to: peer(6), amount: 900n, ref: hold.ref })
-        return { settled: 100n }
-      },
-      { onchain: true },
-    )
+    const later = await payOnChain(1_000n, [{ to: peer(6), amount: 900n }], 100n)
     await tracker.syncOnce()
     expect((await guard.get('agent')).spent).toBe(1_080n + 900n)
     await rpc(anvil.rpcUrl, 'anvil_reorg', [1, []])

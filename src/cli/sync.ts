@@ -61,7 +61,7 @@ export async function runSync(guard: Guard, o: RunSyncOptions): Promise<void> {
   /** When the progress line was last drawn; 0 when none is on screen since the last summary. */
   let lastDraw = 0
   /** The kind (code) of the last error printed since the last pass that went through. */
-  let lastErrorLine = ''
+  let lastErrorKind = ''
   let finish: () => void = () => {}
   const finished = new Promise<void>((resolve) => {
     finish = resolve
@@ -90,7 +90,7 @@ export async function runSync(guard: Guard, o: RunSyncOptions): Promise<void> {
       }
     },
     onSync: (r) => {
-      lastErrorLine = ''
+      lastErrorKind = ''
       if (tty && lastDraw) process.stderr.write('\n')
       lastDraw = 0
       process.stdout.write(`${o.json ? jsonLine(r) : summary(r)}\n`)
@@ -103,8 +103,8 @@ export async function runSync(guard: Guard, o: RunSyncOptions): Promise<void> {
       // The same kind of error pass after pass (a node far behind, whose head moves; an RPC
       // down) is printed once, until a pass goes through.
       const kind = (error as { code?: string }).code ?? (error as Error).name
-      if (kind !== lastErrorLine) process.stderr.write(`sync: ${(error as Error).message.split('\n')[0]}\n`)
-      lastErrorLine = kind
+      if (kind !== lastErrorKind) process.stderr.write(`sync: ${(error as Error).message.split('\n')[0]}\n`)
+      lastErrorKind = kind
     },
   })
 

@@ -341,16 +341,14 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
       const prior = await store.db.selectFrom('entries').selectAll().where('id', '=', hold.entryId).executeTakeFirst()
       if (prior) return toEntry(entryCodec.decode(prior))
     }
+    // The id of what `pay` records when it cannot capture: the hold ended, or the chain captured it.
+    const factId = onchain ? rules.paidOnChain(hold.id) : rules.paidAfterHoldEnded(hold.id)
     if (hold.status === 'released' || hold.status === 'expired') {
       // A retry of a payment that settled after its hold had ended: answer with its entry, or
       // with the chain's, when a log carrying the hold's `ref` was that payment.
       const prior =
         (onchain ? await chainEntryOfHold(hold.id) : undefined) ??
-        (await store.db
-          .selectFrom('entries')
-          .selectAll()
-          .where('id', '=', onchain ? rules.paidOnChain(hold.id) : rules.paidAfterHoldEnded(hold.id))
-          .executeTakeFirst())
+        (await store.db.selectFrom('entries').selectAll().where('id', '=', factId).executeTakeFirst())
       if (prior) return toEntry(entryCodec.decode(prior))
     }
     if (hold.status !== 'open') throw new HoldNotOpenError({ holdId: hold.id, status: hold.status })
@@ -406,7 +404,8 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
     }
     // Declared paid on chain: the capture's id tells the tracker that the log carrying the
     // hold's ref is this very payment, not one of its own.
-    const input: rules.CaptureInput = { holdId: hold.id, amount: settled, entryId: onchain ? rules.paidOnChain(hold.id) : null, ...details, fact: true }
+    const input: rules.CaptureInput = { holdId: hold.id, amount: settled, entryId: onchain ? factId : null, ...details, fact: true }
+    const fact: rules.RecordInput = { taskId, id: factId, amount: settled, ...details, fact: true }
     try {
       const { entry } = await submit((ctx) => rules.capture(ctx, input), taskId)
       return toEntry(entry)
@@ -416,9 +415,7 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
         // once all the same, keyed by the hold, as a fact (past a hard limit it shows as overspent).
         // Paid on chain, and the tracker applied the log first: only what `fn` settled beyond it.
         try {
-          const id = onchain ? rules.paidOnChain(hold.id) : rules.paidAfterHoldEnded(hold.id)
-          const fact: rules.RecordInput = { taskId, id, amount: settled, ...details, fact: true }
-          return toEntry(await submit((ctx) => (onchain ? rules.settleEndedHold(ctx, hold.id, fact) : rules.record(ctx, fact)), taskId))
+          return toEntry(await submit((ctx) => (onchain ? rules.settleBesideChain(ctx, hold.id, fact, 'rest') : rules.record(ctx, fact)), taskId))
         } catch (recordError) {
           throw await unsettled(`the payment settled ${settled} after its hold ended, and recording it failed`, recordError)
         }
@@ -433,17 +430,12 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
         const raw = captured.entryId && (await store.db.selectFrom('entries').selectAll().where('id', '=', captured.entryId).executeTakeFirst())
         if (raw) {
           const prior = entryCodec.decode(raw)
-          const rest = prior.source !== 'onchain' ? 0n : onchain ? settled - prior.amount : settled
-          if (rest > 0n) {
-            const id = onchain ? rules.paidOnChain(hold.id) : rules.paidAfterHoldEnded(hold.id)
-            const fact: rules.RecordInput = { taskId, id, amount: rest, ...details, fact: true }
-            try {
-              await submit((ctx) => rules.record(ctx, fact), taskId)
-            } catch (recordError) {
-              throw await unsettled(`the payment settled ${settled}, the chain's capture counted ${prior.amount}, and recording the rest failed`, recordError)
-            }
+          if (prior.source !== 'onchain') return toEntry(prior)
+          try {
+            return toEntry(await submit((ctx) => rules.settleBesideChain(ctx, hold.id, fact, onchain ? 'rest' : 'whole'), taskId))
+          } catch (recordError) {
+            throw await unsettled(`the payment settled ${settled}, the chain's capture counted ${prior.amount}, and recording the rest failed`, recordError)
           }
-          return toEntry(prior)
         }
       }
       throw await unsettled(`the payment settled ${settled}, and capturing it failed`, error)

@@ -670,6 +670,9 @@ export const paidAfterHoldEnded = (holdId: string) => `entry_paid_${holdId}`
  */
 export const paidOnChain = (holdId: string) => `entry_onchain_${holdId}`
 
+/** The entry of an x402 payment that settled after its hold had ended (the x402 adapter's fact). */
+export const x402PaidAfterHoldEnded = (holdId: string) => `x402_${holdId}`
+
 /** Applies one on-chain spend; see {@link applyChainSpends}. Undefined: it was applied before. */
 export async function applyChainSpend(ctx: RuleContext, input: ChainSpendInput): Promise<EntryRow | undefined> {
   return (await applyChainSpends(ctx, input.taskId, [input]))[0]
@@ -787,18 +790,20 @@ export async function applyChainSpends(ctx: RuleContext, taskId: string, inputs:
 }
 
 /**
- * The spend of a `pay` declared paid on chain whose hold ended while its payment ran: a log
- * carrying the hold's `ref` that the tracker applied first is that payment (its entry
- * answers, and only what `fn` settled beyond it is recorded); otherwise it is recorded as a
- * fact. The budget is read (on PostgreSQL, locked) first, as the tracker does before it
- * looks for the same match: one of the two finds the other's write.
+ * What `pay` settled for a hold whose payment the tracker may have recorded first, from a log
+ * carrying the hold's `ref` (it captured the hold, or the log was linked to it after it ended).
+ * No such log: recorded as a fact. One: its entry answers, and beside it is recorded what `fn`
+ * settled beyond it (`rest`: declared paid on chain, the payment counts the larger) or all of
+ * it (`whole`: not declared, the log may be another payment). The budget is read (on
+ * PostgreSQL, locked) first, as the tracker does before it looks for the same match: one of the
+ * two finds the other's write.
  */
-export async function settleEndedHold(ctx: RuleContext, holdId: string, input: RecordInput): Promise<EntryRow> {
+export async function settleBesideChain(ctx: RuleContext, holdId: string, input: RecordInput, beside: 'rest' | 'whole'): Promise<EntryRow> {
   await loadBudget(ctx, input.taskId)
   const chain = await ctx.tx.chainEntryOfHold(holdId)
   if (!chain) return record(ctx, input)
-  // `fn` settled more than the log moved: the rest is recorded too; the payment counts the larger.
-  if (input.amount > chain.amount) await record(ctx, { ...input, amount: input.amount - chain.amount })
+  const amount = beside === 'whole' ? input.amount : input.amount - chain.amount
+  if (amount > 0n) await record(ctx, { ...input, amount })
   return chain
 }
 
@@ -822,7 +827,7 @@ async function paymentOfHold(ctx: RuleContext, hold: HoldRow, paid: Set<string>)
     settled = hold.capturedAmount ?? 0n
   } else {
     // One statement at a time: a PostgreSQL connection runs one query at once.
-    if ((await ctx.tx.entry(paidAfterHoldEnded(hold.id))) || (await ctx.tx.entry(`x402_${hold.id}`))) return undefined
+    if ((await ctx.tx.entry(paidAfterHoldEnded(hold.id))) || (await ctx.tx.entry(x402PaidAfterHoldEnded(hold.id)))) return undefined
     settled = (await ctx.tx.entry(declared))?.amount ?? 0n
   }
   paid.add(hold.id)

@@ -12,6 +12,7 @@ import { type PublicClient, isAddress, isAddressEqual } from 'viem'
 import { GuardDestroyedError, HoldNotOpenError, InvalidAmountError, InvalidArgumentError, isDomainError } from '../engine/errors.ts'
 import type { Guard } from '../engine/guard.ts'
 import type { Hold, SpendEntry } from '../engine/types.ts'
+import { x402PaidAfterHoldEnded } from '../engine/rules.ts'
 import { assertId, optionalCount, optionalText, optionalTtlMs } from '../engine/validate.ts'
 import { X402AssetNotAllowedError, X402ValidityTooLongError, X402VersionNotSupportedError } from './errors.ts'
 import {
@@ -402,7 +403,7 @@ export function createX402Guard(parameters: CreateX402GuardParameters): X402Guar
       // settled; the money left all the same. It is recorded once (keyed by the hold) as a
       // fact: a spend without a hold, whatever the limit (past it, the budget shows it overspent).
       entry = await guard.internal.recordFact(taskId, {
-        id: `x402_${payment.hold.id}`,
+        id: x402PaidAfterHoldEnded(payment.hold.id),
         amount,
         peer,
         tool,
