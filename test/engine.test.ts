@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs'
 import Database from 'better-sqlite3'
 import pg from 'pg'
-import { describe, expect, test } from 'vitest'
+import { describe, expect, test, vi } from 'vitest'
 import {
   BudgetClosedError,
   BudgetExceededError,
@@ -159,6 +159,51 @@ describe.each(storeTargets)('engine on $name', (target) => {
       const again = await createGuard({ db: url, clock })
       try {
         expect((await again.holds('t2'))[0]?.status).toBe('expired')
+      } finally {
+        await again.destroy()
+      }
+    })
+
+    test('behavior: destroy() waits for payments whose function is running and records what they paid, refusing new writes meanwhile', async () => {
+      const url = await guards.url()
+      const guard = await createGuard({ db: url })
+      await guard.allocate('t1', { total: 100n, ...USDC })
+      // Two payments are paying when the process shuts down: one settles, one fails.
+      const started: Hold[] = []
+      const gates: { settle(value: { settled: bigint }): void; fail(error: Error): void }[] = []
+      const paying = () =>
+        guard.pay('t1', 30n, ({ hold }) => {
+          started.push(hold)
+          return new Promise<{ settled: bigint }>((resolve, reject) => void gates.push({ settle: resolve, fail: reject }))
+        })
+      const settles = paying()
+      const fails = paying()
+      while (started.length < 2) await new Promise((resolve) => setTimeout(resolve, 5))
+      let destroyed = false
+      const destroying = guard.destroy().then(() => {
+        destroyed = true
+      })
+      await new Promise((resolve) => setTimeout(resolve, 50))
+      expect(destroyed).toBe(false)
+      // Meanwhile nothing new is written, a payment that has not begun included; reads answer.
+      await expect(guard.record('t1', { amount: 1n })).rejects.toBeInstanceOf(GuardDestroyedError)
+      await expect(guard.reserve('t1', 1n)).rejects.toBeInstanceOf(GuardDestroyedError)
+      const unstarted = vi.fn(async () => ({ settled: 1n }))
+      await expect(guard.pay('t1', 1n, unstarted)).rejects.toBeInstanceOf(GuardDestroyedError)
+      expect(unstarted).not.toHaveBeenCalled()
+      expect(await guard.get('t1')).toMatchObject({ spent: 0n, reserved: 60n, openHolds: 2 })
+      const refused = new Error('provider said no')
+      ;(gates[0] as (typeof gates)[0]).settle({ settled: 25n })
+      ;(gates[1] as (typeof gates)[0]).fail(refused)
+      expect(await settles).toMatchObject({ amount: 25n, holdId: (started[0] as Hold).id })
+      await expect(fails).rejects.toBe(refused)
+      await destroying
+      expect(destroyed).toBe(true)
+      const again = await createGuard({ db: url })
+      try {
+        expect(await again.get('t1')).toMatchObject({ spent: 25n, reserved: 0n, openHolds: 0, entryCount: 1 })
+        expect((await again.holds('t1')).map((h) => h.status).sort()).toEqual(['captured', 'released'])
+        expect(await again.verify()).toEqual({ ok: true, problems: [] })
       } finally {
         await again.destroy()
       }

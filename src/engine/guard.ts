@@ -115,6 +115,10 @@ export type Guard = {
   expireHolds(): Promise<number>
   /** Resolves when every alert delivery under way has finished. */
   flushAlerts(): Promise<void>
+  /**
+   * Lets what was submitted commit, refusing new writes; waits for every `pay` whose function
+   * is running to settle; then closes the store. Later calls get `GuardDestroyedError`.
+   */
   destroy(): Promise<void>
   /** The store and writer, for spendguard's own modules (the chain tracker). */
   readonly internal: GuardInternal
@@ -214,6 +218,11 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
     onCommit: dispatcher.committed,
   })
   const submit = writer.submit
+  /**
+   * What a payment whose function ran writes (its capture, its record, its release): taken
+   * also while destroy() waits for it, when every other write is refused.
+   */
+  const settle = writer.submitAdmitted
 
   // Holds expire without anybody's help: a timer sweeps the store for due holds.
   let expiryRunning: Promise<number> | undefined
@@ -317,6 +326,14 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
 
   /** Keyed payments running in this process: a second call with the key shares the first's outcome. */
   const paying = new Map<string, { run: Promise<SpendEntry>; maxAmount: bigint }>()
+  /** Every payment running in this process: destroy() waits for them to settle. */
+  const payments = new Set<Promise<SpendEntry>>()
+  function underWay(run: Promise<SpendEntry>): Promise<SpendEntry> {
+    payments.add(run)
+    const done = () => void payments.delete(run)
+    run.then(done, done)
+    return run
+  }
 
   /** The live on-chain entry that paid for a hold, read through the partial index entries_chain_hold. */
   function chainEntryOfHold(holdId: string) {
@@ -366,7 +383,7 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
     try {
       result = await fn({ hold })
     } catch (error) {
-      await guard.release(hold.id).catch(() => {})
+      await settle((ctx) => rules.release(ctx, hold.id), taskId).catch(() => {})
       throw error
     }
     const settled = (result as PayResult | undefined)?.settled
@@ -380,7 +397,7 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
       })
     }
     if (settled === 0n) {
-      await guard.release(hold.id)
+      await settle((ctx) => rules.release(ctx, hold.id), taskId)
       throw new InvalidArgumentError({ argument: 'settled', value: 0n, reason: 'nothing was settled; the hold was released' })
     }
     // From here on the money has moved: whatever stops the capture leaves the hold reserved
@@ -407,7 +424,7 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
     const input: rules.CaptureInput = { holdId: hold.id, amount: settled, entryId: onchain ? factId : null, ...details, fact: true }
     const fact: rules.RecordInput = { taskId, id: factId, amount: settled, ...details, fact: true }
     try {
-      const { entry } = await submit((ctx) => rules.capture(ctx, input), taskId)
+      const { entry } = await settle((ctx) => rules.capture(ctx, input), taskId)
       return toEntry(entry)
     } catch (error) {
       if (error instanceof HoldNotOpenError && (error.status === 'released' || error.status === 'expired')) {
@@ -415,7 +432,7 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
         // once all the same, keyed by the hold, as a fact (past a hard limit it shows as overspent).
         // Paid on chain, and the tracker applied the log first: only what `fn` settled beyond it.
         try {
-          return toEntry(await submit((ctx) => (onchain ? rules.settleBesideChain(ctx, hold.id, fact, 'rest') : rules.record(ctx, fact)), taskId))
+          return toEntry(await settle((ctx) => (onchain ? rules.settleBesideChain(ctx, hold.id, fact, 'rest') : rules.record(ctx, fact)), taskId))
         } catch (recordError) {
           throw await unsettled(`the payment settled ${settled} after its hold ended, and recording it failed`, recordError)
         }
@@ -432,7 +449,7 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
           const prior = entryCodec.decode(raw)
           if (prior.source !== 'onchain') return toEntry(prior)
           try {
-            return toEntry(await submit((ctx) => rules.settleBesideChain(ctx, hold.id, fact, onchain ? 'rest' : 'whole'), taskId))
+            return toEntry(await settle((ctx) => rules.settleBesideChain(ctx, hold.id, fact, onchain ? 'rest' : 'whole'), taskId))
           } catch (recordError) {
             throw await unsettled(`the payment settled ${settled}, the chain's capture counted ${prior.amount}, and recording the rest failed`, recordError)
           }
@@ -647,7 +664,7 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
       if (o.onchain !== undefined && typeof o.onchain !== 'boolean')
         throw new InvalidArgumentError({ argument: 'onchain', value: o.onchain, reason: 'a boolean' })
       const onchain = o.onchain === true
-      if (key === null) return payOnce(taskId, maxAmount, fn, null, onchain)
+      if (key === null) return underWay(payOnce(taskId, maxAmount, fn, null, onchain))
       const slot = `${taskId}\u0000${key}`
       for (let running = paying.get(slot); running; running = paying.get(slot)) {
         // The same payment: its entry, or its error. Other parameters: after it, the key's
@@ -655,7 +672,7 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
         if (running.maxAmount === maxAmount) return running.run
         await running.run.catch(() => {})
       }
-      const run = payOnce(taskId, maxAmount, fn, key, onchain)
+      const run = underWay(payOnce(taskId, maxAmount, fn, key, onchain))
       paying.set(slot, { run, maxAmount })
       try {
         return await run
@@ -680,6 +697,11 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
         clearInterval(expiryTimer)
         // Sweeps under way (and one queued behind them) finish while the writer still takes them.
         while (expiryRunning || expiryNext) await (expiryNext ?? expiryRunning)?.catch(() => {})
+        // Then new writes are refused, a payment that has not reserved yet included. A payment
+        // whose function may already have moved money settles first: what it paid is recorded
+        // (or its hold released) before the store closes, however long its function takes.
+        writer.refuseNew()
+        while (payments.size > 0) await Promise.allSettled([...payments])
         await writer.close()
         await dispatcher.close()
         await store.destroy()

@@ -41,6 +41,10 @@ type Pending = {
 export type Writer = {
   /** Runs `op` in the next batch; `taskId` names the budget it changes, when known. */
   submit<T>(op: Operation<T>, taskId?: string): Promise<T>
+  /** As `submit`, also after {@link Writer.refuseNew}: the end of work begun before it. */
+  submitAdmitted<T>(op: Operation<T>, taskId?: string): Promise<T>
+  /** From now on `submit` refuses (`GuardDestroyedError`); what is queued still runs. */
+  refuseNew(): void
   /** Resolves when everything submitted so far is committed or failed. */
   drain(): Promise<void>
   close(): Promise<void>
@@ -54,6 +58,7 @@ export function createWriter(options: WriterOptions): Writer {
   let queue: Pending[] = []
   let running = false
   let closed = false
+  let refusing = false
   let idle: Promise<void> = Promise.resolve()
   let settleIdle: (() => void) | undefined
   const roomWaiters: (() => void)[] = []
@@ -135,14 +140,20 @@ export function createWriter(options: WriterOptions): Writer {
     queueMicrotask(() => void loop())
   }
 
+  async function enqueue<T>(op: Operation<T>, taskId: string | undefined, admitted: boolean): Promise<T> {
+    if (closed || (refusing && !admitted)) throw new GuardDestroyedError()
+    while (queue.length >= queueMax) await new Promise<void>((resolve) => roomWaiters.push(resolve))
+    return new Promise<T>((resolve, reject) => {
+      queue.push({ op, taskId, resolve: resolve as (v: unknown) => void, reject, outcome: undefined })
+      schedule()
+    })
+  }
+
   const writer: Writer = {
-    async submit<T>(op: Operation<T>, taskId?: string): Promise<T> {
-      if (closed) throw new GuardDestroyedError()
-      while (queue.length >= queueMax) await new Promise<void>((resolve) => roomWaiters.push(resolve))
-      return new Promise<T>((resolve, reject) => {
-        queue.push({ op, taskId, resolve: resolve as (v: unknown) => void, reject, outcome: undefined })
-        schedule()
-      })
+    submit: (op, taskId) => enqueue(op, taskId, false),
+    submitAdmitted: (op, taskId) => enqueue(op, taskId, true),
+    refuseNew() {
+      refusing = true
     },
     async drain() {
       while (running || queue.length > 0) await idle
