@@ -778,6 +778,15 @@ describe.each(storeTargets)('engine on $name', (target) => {
       expect(tries).toBe(1)
       expect(outcomes.map((o) => (o.status === 'rejected' ? o.reason : o.value))).toEqual([refused, refused, refused])
       expect(await guard.get('t2')).toMatchObject({ spent: 0n, reserved: 0n })
+      // A later call with the key pays nothing and says why: the key named the payment that failed.
+      const retried = vi.fn(async () => ({ settled: 10n }))
+      const again = await guard.pay('t2', 10n, retried, { key: 'order-2' }).catch((e) => e)
+      expect(again).toBeInstanceOf(HoldNotOpenError)
+      expect(again).toMatchObject({ status: 'released' })
+      expect(again.message).toContain('the payment with key "order-2" ended without a payment recorded; a new payment needs a new key')
+      expect(retried).not.toHaveBeenCalled()
+      expect(await guard.pay('t2', 10n, retried, { key: 'order-2b' })).toMatchObject({ amount: 10n })
+      expect(await guard.get('t2')).toMatchObject({ spent: 10n, reserved: 0n })
       expect(await guard.verify()).toEqual({ ok: true, problems: [] })
     })
 

@@ -107,8 +107,9 @@ export class HoldNotOpenError extends SpendguardError {
   override readonly code = 'HOLD_NOT_OPEN'
   readonly holdId: string
   readonly status: string
-  constructor({ holdId, status }: { holdId: string; status: string }) {
-    super(`Hold "${holdId}" is not open (status: ${status}).`)
+  /** `reason`: why, where the hold alone does not tell (a payment's key whose payment ended unpaid). */
+  constructor({ holdId, status, reason }: { holdId: string; status: string; reason?: string | undefined }) {
+    super(`Hold "${holdId}" is not open (status: ${status})${reason ? `: ${reason}` : ''}.`)
     this.holdId = holdId
     this.status = status
   }

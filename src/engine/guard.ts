@@ -368,6 +368,15 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
         (await store.db.selectFrom('entries').selectAll().where('id', '=', factId).executeTakeFirst())
       if (prior) return toEntry(entryCodec.decode(prior))
     }
+    if (hold.status === 'released' || hold.status === 'expired')
+      // An earlier call with the key ended without paying (its function threw, or settled
+      // nothing) and released the hold. The key named that payment: running `fn` again could
+      // pay a second time for a payment that in truth went through.
+      throw new HoldNotOpenError({
+        holdId: hold.id,
+        status: hold.status,
+        reason: `the payment with key "${key}" ended without a payment recorded; a new payment needs a new key`,
+      })
     if (hold.status !== 'open') throw new HoldNotOpenError({ holdId: hold.id, status: hold.status })
     if (!created) {
       // The key's hold is open, and no call of this process is paying with it: another process
