@@ -30,12 +30,14 @@ import {
   BudgetExceededError,
   type CreateGuardParameters,
   type Guard,
+  GuardDestroyedError,
   InvalidArgumentError,
   RiskDeniedError,
   X402AssetNotAllowedError,
   X402ValidityTooLongError,
   type X402Asset,
   type X402PaymentEvent,
+  createGuard,
   createX402Guard,
   settledAmount,
   testUsdcAbi,
@@ -145,6 +147,7 @@ async function setup({
   holdTtlMs,
   observe,
   transport = fetch,
+  db,
 }: {
   total: bigint
   key?: Hex
@@ -156,8 +159,10 @@ async function setup({
   observe?: (event: X402PaymentEvent) => unknown
   /** The fetch the paying client sends through (a proxy that rewrites responses, say). */
   transport?: typeof fetch
+  /** A database of the test's own; the test destroys the guard. */
+  db?: string
 }): Promise<Setup> {
-  const guard = await guards.guard(guardParameters)
+  const guard = db === undefined ? await guards.guard(guardParameters) : await createGuard({ ...guardParameters, db })
   await guard.allocate(taskId, { total, asset: 'USDC', decimals: 6 })
   const { client, address, signatures } = payingClient(key)
   const events: X402PaymentEvent[] = []
@@ -350,6 +355,48 @@ describe('x402 adapter, end to end on anvil', () => {
     for (const entry of entries) expect(await movedBy(entry.reason, payer)).toBe(entry.amount)
     expect((await guard.holds(taskId)).every((h) => h.status === 'captured')).toBe(true)
     expect((await guard.verify()).ok).toBe(true)
+  })
+
+  test('behavior: destroy() waits for a paid request under way and captures its payment; a request that has not reserved yet is refused before signing', async () => {
+    const db = await guards.url()
+    // The paid answer is held back until the test lets it through.
+    let sent = false
+    let letThrough: () => void = () => {}
+    const held = new Promise<void>((resolve) => {
+      letThrough = resolve
+    })
+    const holding: typeof fetch = async (input, init) => {
+      const request = new Request(input, init)
+      if (!request.headers.get('PAYMENT-SIGNATURE')) return fetch(request)
+      const response = await fetch(request)
+      sent = true
+      await held
+      return response
+    }
+    const { guard, pay, signatures } = await setup({ total: 100_000n, transport: holding, db })
+    const paying = pay(`${resource.url}/paid`)
+    await until([], () => sent)
+    let destroyed = false
+    const destroying = guard.destroy().then(() => {
+      destroyed = true
+    })
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    expect(destroyed).toBe(false)
+    const seen = facilitatorSeen()
+    await expect(pay(`${resource.url}/paid`)).rejects.toBeInstanceOf(GuardDestroyedError)
+    expect(signatures()).toBe(1)
+    expect(facilitatorSeen()).toEqual(seen)
+    letThrough()
+    expect((await paying).status).toBe(200)
+    await destroying
+    const again = await createGuard({ db })
+    try {
+      expect(await again.get(taskId)).toMatchObject({ spent: price, reserved: 0n, entryCount: 1, openHolds: 0 })
+      expect((await again.holds(taskId)).map((h) => h.status)).toEqual(['captured'])
+      expect((await again.verify()).ok).toBe(true)
+    } finally {
+      await again.destroy()
+    }
   })
 
   test('behavior: without a client, a failed settlement releases the hold', async () => {

@@ -136,6 +136,15 @@ export type GuardInternal = {
    * facts are. Past a hard limit it shows as `overspent`.
    */
   recordFact(taskId: string, parameters: RecordParameters): Promise<SpendEntry>
+  /**
+   * A payment under way in one of spendguard's adapters (an x402 request): destroy() waits for
+   * `run` to settle, as for a running `pay`. Resolves or rejects with it.
+   */
+  underWay<T>(run: Promise<T>): Promise<T>
+  /** `capture`, taken also while destroy() waits for payments under way: a payment's own settlement. */
+  settleCapture(holdId: string, amount: bigint, entry?: EntryDetails): Promise<SpendEntry>
+  /** `release`, taken also while destroy() waits for payments under way. */
+  settleRelease(holdId: string): Promise<Hold>
 }
 
 const defaultThresholds = [0.5, 0.8, 0.95]
@@ -326,9 +335,9 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
 
   /** Keyed payments running in this process: a second call with the key shares the first's outcome. */
   const paying = new Map<string, { run: Promise<SpendEntry>; maxAmount: bigint }>()
-  /** Every payment running in this process: destroy() waits for them to settle. */
-  const payments = new Set<Promise<SpendEntry>>()
-  function underWay(run: Promise<SpendEntry>): Promise<SpendEntry> {
+  /** Every payment running in this process (`pay`, an adapter's request): destroy() waits for them to settle. */
+  const payments = new Set<Promise<unknown>>()
+  function underWay<T>(run: Promise<T>): Promise<T> {
     payments.add(run)
     const done = () => void payments.delete(run)
     run.then(done, done)
@@ -468,6 +477,28 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
     }
   }
 
+  async function captureWith(write: Writer['submit'], holdId: string, amount: bigint, entry: EntryDetails | undefined): Promise<SpendEntry> {
+    v.assertId('holdId', holdId)
+    assertAmount(amount)
+    const e = v.options<EntryDetails>('entry', entry, entryKeys)
+    const input: rules.CaptureInput = {
+      holdId,
+      amount,
+      entryId: v.optionalEntryId('entry.id', e.id),
+      peer: v.optionalText('entry.peer', e.peer),
+      tool: v.optionalText('entry.tool', e.tool),
+      reason: v.optionalText('entry.reason', e.reason),
+      at: v.optionalTimestamp('entry.at', e.at),
+    }
+    const { entry: row } = await write((ctx) => rules.capture(ctx, input), await lockHint(holdId))
+    return toEntry(row)
+  }
+
+  async function releaseWith(write: Writer['submit'], holdId: string): Promise<Hold> {
+    v.assertId('holdId', holdId)
+    return toHold(await write((ctx) => rules.release(ctx, holdId), await lockHint(holdId)))
+  }
+
   /** `internal`: an id of spendguard's own parts (the x402 adapter's facts), which callers may not take. */
   function recordInput(taskId: string, params: RecordParameters, fact: boolean, internal = false): rules.RecordInput {
     v.assertId('taskId', taskId)
@@ -531,27 +562,9 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
       return toHold((await reserveOnce(input)).hold)
     },
 
-    async capture(holdId, amount, entry) {
-      v.assertId('holdId', holdId)
-      assertAmount(amount)
-      const e = v.options<EntryDetails>('entry', entry, entryKeys)
-      const input: rules.CaptureInput = {
-        holdId,
-        amount,
-        entryId: v.optionalEntryId('entry.id', e.id),
-        peer: v.optionalText('entry.peer', e.peer),
-        tool: v.optionalText('entry.tool', e.tool),
-        reason: v.optionalText('entry.reason', e.reason),
-        at: v.optionalTimestamp('entry.at', e.at),
-      }
-      const { entry: row } = await submit((ctx) => rules.capture(ctx, input), await lockHint(holdId))
-      return toEntry(row)
-    },
+    capture: (holdId, amount, entry) => captureWith(submit, holdId, amount, entry),
 
-    async release(holdId) {
-      v.assertId('holdId', holdId)
-      return toHold(await submit((ctx) => rules.release(ctx, holdId), await lockHint(holdId)))
-    },
+    release: (holdId) => releaseWith(submit, holdId),
 
     async record(taskId, params) {
       const input = recordInput(taskId, params, false)
@@ -726,8 +739,12 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
       writerStats: writer.stats,
       async recordFact(taskId, params) {
         const input = recordInput(taskId, params, true, true)
-        return toEntry(await submit((ctx) => rules.record(ctx, input), taskId))
+        // Money that already left: taken also while destroy() waits for payments under way.
+        return toEntry(await settle((ctx) => rules.record(ctx, input), taskId))
       },
+      underWay,
+      settleCapture: (holdId, amount, entry) => captureWith(settle, holdId, amount, entry),
+      settleRelease: (holdId) => releaseWith(settle, holdId),
     },
   }
   // While destroy() drains, writes are refused (the writer is closed) and reads still answer,

@@ -396,7 +396,8 @@ export function createX402Guard(parameters: CreateX402GuardParameters): X402Guar
     const peer = peerOf(payment.resource)
     let entry: SpendEntry
     try {
-      entry = await guard.capture(payment.hold.id, amount, { peer, tool, reason })
+      // The payment's own settlement: taken also while destroy() waits for requests under way.
+      entry = await guard.internal.settleCapture(payment.hold.id, amount, { peer, tool, reason })
     } catch (error) {
       if (!(error instanceof HoldNotOpenError) || (error.status !== 'expired' && error.status !== 'released')) throw error
       // The hold ended (its TTL ran out, or the budget was closed) before the payment was known
@@ -441,7 +442,7 @@ export function createX402Guard(parameters: CreateX402GuardParameters): X402Guar
     payment.state = 'closed'
     let hold: Hold
     try {
-      hold = await guard.release(payment.hold.id)
+      hold = await guard.internal.settleRelease(payment.hold.id)
     } catch (error) {
       // A hold that expired in the meantime is released already.
       if (!(error instanceof HoldNotOpenError) || error.status !== 'expired') throw error
@@ -597,16 +598,22 @@ export function createX402Guard(parameters: CreateX402GuardParameters): X402Guar
             value: 'PAYMENT-SIGNATURE',
             reason: 'a request without a payment header: the guarded client makes and signs the payment',
           })
-        const call: Call = { payments: [] }
-        let response: Response
-        try {
-          response = await calls.run(call, () => paidFetch(input, init))
-        } catch (error) {
-          await finish(call, `request failed: ${messageOf(error)}`, undefined, error)
-          throw call.refusal ?? error
-        }
-        await finish(call, 'no payment response', response)
-        return response
+        // destroy() waits for the request: what it paid is captured (or its hold released)
+        // before the store closes. A payment it has not reserved yet by then is refused.
+        return guard.internal.underWay(
+          (async () => {
+            const call: Call = { payments: [] }
+            let response: Response
+            try {
+              response = await calls.run(call, () => paidFetch(input, init))
+            } catch (error) {
+              await finish(call, `request failed: ${messageOf(error)}`, undefined, error)
+              throw call.refusal ?? error
+            }
+            await finish(call, 'no payment response', response)
+            return response
+          })(),
+        )
       }
     },
   }
