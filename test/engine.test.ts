@@ -129,8 +129,17 @@ describe.each(storeTargets)('engine on $name', (target) => {
       await guard.get('t1')
       await guard.destroy()
       await guard.destroy()
-      for (const call of [() => guard.get('t1'), () => guard.check('t1', 1n), () => guard.list(), () => guard.record('t1', { amount: 1n })])
-        await expect(call()).rejects.toBeInstanceOf(GuardDestroyedError)
+      const calls = [
+        () => guard.get('t1'),
+        () => guard.check('t1', 1n),
+        () => guard.list(),
+        () => guard.record('t1', { amount: 1n }),
+        // The settlements spendguard's adapters write are refused alike, not sent to a closed store.
+        () => guard.internal.settleCapture('hold_1', 1n),
+        () => guard.internal.settleRelease('hold_1'),
+        () => guard.internal.recordFact('t1', { amount: 1n }),
+      ]
+      for (const call of calls) await expect(call()).rejects.toBeInstanceOf(GuardDestroyedError)
       expect(() => guard.on('alert', () => {})).toThrow(GuardDestroyedError)
       // SQLite removes the WAL file when the last connection to the database closes.
       if (url.startsWith('sqlite:')) expect(existsSync(`${url.slice('sqlite:'.length)}-wal`)).toBe(false)

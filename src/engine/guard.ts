@@ -737,14 +737,22 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
       clock,
       submit,
       writerStats: writer.stats,
+      // Money that already left: taken also while destroy() waits for payments under way. Once
+      // the store is closed, refused as every public call is (a capture would first read it).
       async recordFact(taskId, params) {
+        if (destroyed) throw new GuardDestroyedError()
         const input = recordInput(taskId, params, true, true)
-        // Money that already left: taken also while destroy() waits for payments under way.
         return toEntry(await settle((ctx) => rules.record(ctx, input), taskId))
       },
       underWay,
-      settleCapture: (holdId, amount, entry) => captureWith(settle, holdId, amount, entry),
-      settleRelease: (holdId) => releaseWith(settle, holdId),
+      settleCapture: async (holdId, amount, entry) => {
+        if (destroyed) throw new GuardDestroyedError()
+        return captureWith(settle, holdId, amount, entry)
+      },
+      settleRelease: async (holdId) => {
+        if (destroyed) throw new GuardDestroyedError()
+        return releaseWith(settle, holdId)
+      },
     },
   }
   // While destroy() drains, writes are refused (the writer is closed) and reads still answer,
