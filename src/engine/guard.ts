@@ -117,7 +117,8 @@ export type Guard = {
   flushAlerts(): Promise<void>
   /**
    * Lets what was submitted commit, refusing new writes; waits for every `pay` whose function
-   * is running to settle; then closes the store. Later calls get `GuardDestroyedError`.
+   * is running, and every x402 `wrapFetch` request under way, to settle; then closes the store.
+   * Later calls get `GuardDestroyedError`.
    */
   destroy(): Promise<void>
   /** The store and writer, for spendguard's own modules (the chain tracker). */
