@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process'
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -51,6 +51,17 @@ test('behavior: the package names files its build emits, and ships them', () => 
     expect(readFileSync(join(dir, 'spendguard', file), 'utf8').length).toBeGreaterThan(0)
   }
   expect(manifest.files).toEqual(expect.arrayContaining(['dist', 'bin', 'src']))
+})
+
+test('behavior: the command line of the built package runs from dist/ with plain Node', () => {
+  // A package without its TypeScript sources: only the build can answer.
+  const pkg = join(dir, 'spendguard')
+  mkdirSync(join(pkg, 'bin'), { recursive: true })
+  copyFileSync(join(root, 'bin/spendguard.js'), join(pkg, 'bin/spendguard.js'))
+  const db = `sqlite:${join(dir, 'cli.db')}`
+  expect(plainNode([join(pkg, 'bin/spendguard.js'), 'allocate', 'job-1', '--total', '2.5', '--asset', 'USDC', '--decimals', '6', '--db', db], app)).toContain('task job-1')
+  const status = JSON.parse(plainNode([join(pkg, 'bin/spendguard.js'), 'status', 'job-1', '--json', '--db', db], app))
+  expect(status.budget).toMatchObject({ taskId: 'job-1', total: '2500000', remaining: '2500000' })
 })
 
 // The README's library example runs as written (only its database file is moved to a temp dir).
