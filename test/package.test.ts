@@ -64,6 +64,16 @@ test('behavior: the command line of the built package runs from dist/ with plain
   expect(status.budget).toMatchObject({ taskId: 'job-1', total: '2500000', remaining: '2500000' })
 })
 
+test('behavior: the command line of a working copy without a build runs its sources through tsx', () => {
+  const copy = join(dir, 'working-copy')
+  mkdirSync(join(copy, 'bin'), { recursive: true })
+  copyFileSync(join(root, 'bin/spendguard.js'), join(copy, 'bin/spendguard.js'))
+  symlinkSync(join(root, 'src'), join(copy, 'src'))
+  symlinkSync(join(root, 'node_modules'), join(copy, 'node_modules'))
+  const db = `sqlite:${join(dir, 'working-copy.db')}`
+  expect(plainNode([join(copy, 'bin/spendguard.js'), 'allocate', 'job-2', '--total', '1', '--asset', 'USDC', '--decimals', '6', '--db', db], app)).toContain('task job-2')
+})
+
 // The README's library example runs as written (only its database file is moved to a temp dir).
 test('behavior: the README library example runs in plain Node against the built package', () => {
   const readme = readFileSync(join(root, 'README.md'), 'utf8')
