@@ -398,11 +398,13 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
         reason: 'a payment with this key is running elsewhere or its outcome is unknown',
       })
     }
+    // The payment moved nothing: its hold goes back, also while destroy() waits for it.
+    const releaseHold = () => settle((ctx) => rules.release(ctx, hold.id), taskId)
     let result: PayResult
     try {
       result = await fn({ hold })
     } catch (error) {
-      await settle((ctx) => rules.release(ctx, hold.id), taskId).catch(() => {})
+      await releaseHold().catch(() => {})
       throw error
     }
     const settled = (result as PayResult | undefined)?.settled
@@ -416,7 +418,7 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
       })
     }
     if (settled === 0n) {
-      await settle((ctx) => rules.release(ctx, hold.id), taskId)
+      await releaseHold()
       throw new InvalidArgumentError({ argument: 'settled', value: 0n, reason: 'nothing was settled; the hold was released' })
     }
     // From here on the money has moved: whatever stops the capture leaves the hold reserved
@@ -738,23 +740,25 @@ export async function createGuard(parameters: CreateGuardParameters = {}): Promi
       clock,
       submit,
       writerStats: writer.stats,
-      // Money that already left: taken also while destroy() waits for payments under way. Once
-      // the store is closed, refused as every public call is (a capture would first read it).
-      async recordFact(taskId, params) {
-        if (destroyed) throw new GuardDestroyedError()
+      // Money that already left: taken also while destroy() waits for payments under way.
+      recordFact: whileOpen(async (taskId, params) => {
         const input = recordInput(taskId, params, true, true)
         return toEntry(await settle((ctx) => rules.record(ctx, input), taskId))
-      },
+      }),
       underWay,
-      settleCapture: async (holdId, amount, entry) => {
-        if (destroyed) throw new GuardDestroyedError()
-        return captureWith(settle, holdId, amount, entry)
-      },
-      settleRelease: async (holdId) => {
-        if (destroyed) throw new GuardDestroyedError()
-        return releaseWith(settle, holdId)
-      },
+      settleCapture: whileOpen((holdId, amount, entry) => captureWith(settle, holdId, amount, entry)),
+      settleRelease: whileOpen((holdId) => releaseWith(settle, holdId)),
     },
+  }
+  /**
+   * `fn`, refused with GuardDestroyedError once the store is closed, as every public call is
+   * (a capture would first read the closed store).
+   */
+  function whileOpen<A extends unknown[], R>(fn: (...args: A) => Promise<R>): (...args: A) => Promise<R> {
+    return async (...args) => {
+      if (destroyed) throw new GuardDestroyedError()
+      return fn(...args)
+    }
   }
   // While destroy() drains, writes are refused (the writer is closed) and reads still answer,
   // so that what was submitted before, and alert handlers delivered meanwhile, finish. Once it
